@@ -1,0 +1,18 @@
+"""Streaming reader of WebDataset image-text shards for training: node/worker splitting, seeded
+shuffling, weighted resampled mixtures, aspect-ratio bucketing, bad-data accounting and exact resume.
+
+    reader = build_reader("/data/train-{000000..000127}.tar", resolution=256, batch_size_per_rank=32,
+                          rank=rank, world_size=world_size, num_workers=4, seed=0)
+    for epoch in range(epochs):
+        for batch in reader:            # exactly reader.steps_per_epoch batches on every rank
+            ...
+            metrics.update({f"data/{k}": v for k, v in reader.stats().items()})
+        checkpoint["reader"] = reader.state_dict()
+"""
+
+from .factory import build_reader
+from .reader import StreamingReader
+from .sources import Source
+from .stats import SKIP_REASONS
+
+__all__ = ["SKIP_REASONS", "Source", "StreamingReader", "build_reader"]

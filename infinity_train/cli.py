@@ -1,0 +1,57 @@
+"""``infinity-train``: the user-facing command.
+
+    infinity-train describe [key=value ...]   parameter counts and training FLOPs per image (JSON)
+    infinity-train config   [key=value ...]   the resolved, validated config (YAML)
+
+Overrides use Hydra syntax (``model=layer24 tokenizer.d=32 data.resolution=256``). A bad key, option
+or value exits with status 2 and one line naming the problem.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Callable
+
+from omegaconf import OmegaConf
+
+from infinity_train.config import ConfigError, load_config, to_typed, validate
+from infinity_train.sizing import describe_config
+
+USAGE = __doc__ or ""
+
+
+def _describe(overrides: list[str]) -> int:
+    cfg = validate(to_typed(load_config(overrides)))
+    print(json.dumps(describe_config(cfg), indent=2))
+    return 0
+
+
+def _config(overrides: list[str]) -> int:
+    cfg = load_config(overrides)
+    validate(to_typed(cfg))
+    print(OmegaConf.to_yaml(cfg, resolve=True), end="")
+    return 0
+
+
+COMMANDS: dict[str, Callable[[list[str]], int]] = {"describe": _describe, "config": _config}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help", "help"):
+        print(USAGE.strip())
+        return 0 if args else 2
+    command, overrides = args[0], args[1:]
+    if command not in COMMANDS:
+        print(f"error: unknown command {command!r}; commands: {', '.join(COMMANDS)}", file=sys.stderr)
+        return 2
+    try:
+        return COMMANDS[command](overrides)
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,247 @@
+"""Typed configuration schema. Every field has a type, so a misspelled key or a wrong type fails
+at composition time; values that depend on each other are checked in ``validate.py``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Optional
+
+SUPPORTED_BITS = (8, 12, 16, 24, 32, 48, 64)
+
+
+class Task(str, Enum):
+    transformer = "transformer"
+    tokenizer = "tokenizer"
+
+
+class Strategy(str, Enum):
+    single = "single"
+    ddp = "ddp"
+    fsdp = "fsdp"
+    hsdp = "hsdp"
+    deepspeed = "deepspeed"
+
+
+class Checkpointing(str, Enum):
+    off = "off"
+    full = "full"
+    selective = "selective"
+
+
+class Precision(str, Enum):
+    auto = "auto"  # bf16 autocast on GPU, fp32 on CPU
+    bf16 = "bf16"
+    fp32 = "fp32"
+
+
+class Attention(str, Enum):
+    auto = "auto"
+    sdpa = "sdpa"
+    flex = "flex"
+    flash = "flash"
+
+
+class ScheduleName(str, Enum):
+    wsd = "wsd"  # warmup, stable, decay (cooldown): the default for scaling sweeps
+    cosine = "cosine"
+    linear = "linear"
+    constant = "constant"
+
+
+class WandbMode(str, Enum):
+    offline = "offline"
+    online = "online"
+    disabled = "disabled"
+
+
+class DataSource(str, Enum):
+    synthetic = "synthetic"
+    webdataset = "webdataset"
+    cached = "cached"
+
+
+class ClusterKind(str, Enum):
+    local = "local"
+    slurm = "slurm"
+
+
+@dataclass
+class TextEncoderConfig:
+    name: str = "minilm"  # a known encoder (flan-t5-xl, minilm, tiny-t5, ...) or "auto" with `path`
+    path: Optional[str] = None  # local directory; hub names resolve from the local cache only
+    dim: Optional[int] = None  # None: taken from the known-encoder table
+    max_length: Optional[int] = None  # None: taken from the known-encoder table
+    dtype: str = "auto"  # auto = bf16 on GPU, fp32 on CPU
+
+
+@dataclass
+class SelfCorrectionConfig:
+    prob: float = 0.3  # bit-flip strength drawn from U{0, 0.01, ..., prob}; 0 = plain teacher forcing
+    num_scales: int = 13
+
+
+@dataclass
+class ModelConfig:
+    """One transformer of the family. ``depth`` is the dial; width and heads follow the shape rule
+    (width = 64 * depth, heads = depth) unless a published rung pins them."""
+
+    name: str = "custom"
+    depth: int = 4
+    width: Optional[int] = None
+    heads: Optional[int] = None
+    mlp_ratio: float = 4.0
+    drop_path: float = 0.1
+    cond_drop: float = 0.1  # caption dropout for classifier-free guidance
+    max_scales: int = 15
+    attention: Attention = Attention.auto
+    text_encoder: TextEncoderConfig = field(default_factory=TextEncoderConfig)
+    self_correction: SelfCorrectionConfig = field(default_factory=SelfCorrectionConfig)
+
+
+@dataclass
+class TokenizerLossConfig:
+    l1: float = 1.0
+    perceptual: float = 1.0
+    perceptual_weights: Optional[str] = None  # VGG-like feature network weights file (required if perceptual > 0)
+    gan: float = 0.3
+    gan_kind: str = "hinge"  # hinge | non_saturating
+    gan_start_step: int = 2000
+    lecam: float = 0.001
+    quantizer: float = 4.0
+    entropy: float = 0.1
+    reg: bool = False  # losses on early-scale partial reconstructions + random trailing-scale dropping
+
+
+@dataclass
+class TokenizerConfig:
+    name: str = "custom"
+    d: int = 16
+    base_channels: int = 128
+    channel_multipliers: list[int] = field(default_factory=lambda: [1, 2, 4, 4, 4])
+    encoder_res_blocks: int = 2
+    decoder_res_blocks: int = 3
+    patchify: bool = False  # stride 8 with 2x2 patchify: tokens still cover 16x16 pixels
+    checkpoint: Optional[str] = None  # trained or reference tokenizer weights
+    lr: float = 1e-4
+    loss: TokenizerLossConfig = field(default_factory=TokenizerLossConfig)
+
+
+@dataclass
+class DataConfig:
+    name: str = "custom"
+    source: DataSource = DataSource.synthetic
+    train_shards: Optional[str] = None  # brace pattern, local path or pipe: command
+    val_shards: Optional[str] = None
+    root: str = "data/synthetic"  # where the synthetic shards are written
+    resolution: int = 64
+    aspect_ratios: list[float] = field(default_factory=lambda: [1.0])
+    global_batch_size: int = 16
+    num_workers: int = 2
+    shuffle_buffer: int = 1000
+    short_caption_prob: float = 0.3
+    caption_tokens: int = 32  # mean caption length in text-encoder tokens, for the FLOP counter
+    synthetic_train_samples: int = 4096
+    synthetic_val_samples: int = 256
+    seed: int = 0
+
+
+@dataclass
+class ParallelConfig:
+    name: str = "custom"
+    strategy: Strategy = Strategy.single
+    activation_checkpointing: Checkpointing = Checkpointing.off
+    compile: bool = False
+    precision: Precision = Precision.auto
+    reshard_after_forward: bool = True
+    replicate_degree: int = 1  # HSDP: replicas across the outer mesh dimension
+    zero_stage: int = 2  # DeepSpeed only
+    offload_optimizer: bool = False  # DeepSpeed only
+
+
+@dataclass
+class OptimConfig:
+    name: str = "custom"
+    lr: float = 6e-3  # peak learning rate at a global batch of `lr_reference_batch`
+    lr_reference_batch: int = 256  # lr scales linearly with global batch / this
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.97])
+    eps: float = 1e-8
+    weight_decay: float = 0.005
+    grad_clip: float = 5.0
+    grad_accum_steps: int = 1
+    fused: str = "auto"  # auto | true | false
+
+
+@dataclass
+class ScheduleConfig:
+    name: ScheduleName = ScheduleName.wsd
+    total_steps: int = 200
+    warmup_steps: int = 20
+    decay_fraction: float = 0.2  # wsd: final fraction of steps spent cooling down
+    min_lr_ratio: float = 0.0
+
+
+@dataclass
+class LoggingConfig:
+    name: str = "custom"
+    wandb: WandbMode = WandbMode.offline
+    project: str = "infinity-train"
+    entity: Optional[str] = None
+    log_every: int = 10
+    val_every: int = 100
+    sample_every: int = 0  # 0: no periodic sample grids
+    checkpoint_every: int = 100
+    keep_last: int = 2
+    keep_every: int = 0  # 0: keep no extra permanent checkpoints
+    progress: str = "auto"  # auto (bar on a TTY, log lines otherwise) | bar | lines
+
+
+@dataclass
+class ClusterConfig:
+    name: str = "local"
+    kind: ClusterKind = ClusterKind.local
+    nodes: int = 1
+    gpus_per_node: int = 0
+    cpus_per_task: int = 2
+    mem: Optional[str] = None
+    time: str = "24:00:00"
+    partition: Optional[str] = None
+    account: Optional[str] = None
+    qos: Optional[str] = None
+    constraint: Optional[str] = None
+    extra_directives: list[str] = field(default_factory=list)
+    env_file: Optional[str] = None  # per-cluster NCCL / network settings
+    signal_lead_s: int = 120
+    requeue: bool = True
+
+
+@dataclass
+class SweepConfig:
+    name: str = "none"
+    depths: list[int] = field(default_factory=list)
+    bits: list[int] = field(default_factory=list)
+    image_budgets: list[int] = field(default_factory=list)  # training images per run (cooldown branches)
+    model: str = "family"  # model option every run starts from; depth then comes from `depths`
+    overrides: list[str] = field(default_factory=list)  # applied to every run
+    run_overrides: dict[str, list[str]] = field(default_factory=dict)  # run name -> extra overrides
+    parallel_runs: int = 1
+
+
+@dataclass
+class TrainConfig:
+    task: Task = Task.transformer
+    name: str = "default"
+    run_dir: Optional[str] = None  # None: runs/<name>
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda
+    resume: str = "auto"  # auto (newest complete checkpoint) | none | a checkpoint path
+    world_size: int = 1  # expected processes; the launcher overrides it from the environment
+    model: ModelConfig = field(default_factory=ModelConfig)
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    parallel: ParallelConfig = field(default_factory=ParallelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
+    sweep: SweepConfig = field(default_factory=SweepConfig)

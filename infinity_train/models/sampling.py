@@ -1,0 +1,130 @@
+"""Scale-by-scale sampling of bits with a KV cache, classifier-free guidance and per-bit top-k/top-p.
+
+Decoding the returned latent to pixels is the tokenizer's job.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Iterator, Sequence
+
+import torch
+
+from infinity_train.models.infinity import InfinityTransformer
+from infinity_train.models.layout import as_schedule
+from infinity_train.models.text_conditioning import PackedText, concat_text
+from infinity_train.tokenizer.ops import area_downsample, bits_to_codes, upsample
+
+
+@dataclass
+class GeneratedBits:
+    bits: list[torch.Tensor]  # per scale (B, h_k, w_k, d) bool
+    latent: torch.Tensor  # (B, d, H, W): sum of the upsampled codes of every scale
+    logits: list[torch.Tensor] = field(default_factory=list)  # per scale (B, h_k*w_k, d, 2) guided logits before tau, if asked
+
+
+def sample_bits(logits: torch.Tensor, top_k: int = 0, top_p: float = 0.0, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Sample every bit from its 2-way distribution ``logits`` (..., 2) -> (...) bool.
+
+    top_k = 1 keeps only the likelier value (greedy); 0 or >= 2 keeps both. top_p in (0, 1] drops the
+    less likely value where its probability is <= 1 - top_p. Uniform draws are taken for every bit
+    whatever the settings, so a seed gives the same random stream.
+    """
+    prob_one = logits.float().softmax(-1)[..., 1]
+    draws = torch.rand(prob_one.shape, generator=generator, device=prob_one.device)
+    sampled = draws < prob_one
+    keep_both = torch.ones_like(sampled)
+    if top_k == 1:
+        keep_both = torch.zeros_like(sampled)
+    if top_p > 0:
+        keep_both = keep_both & (torch.minimum(prob_one, 1 - prob_one) > 1 - top_p)
+    return torch.where(keep_both, sampled, prob_one > 0.5)
+
+
+def teacher_forcing_inputs(bits: Sequence[torch.Tensor], schedule: Sequence[Sequence[int]]) -> torch.Tensor:
+    """The model input (B, L - 1, d) for known bits of every scale, built exactly as sampling builds it:
+    the running sum of upsampled codes, area-downsampled to each next scale and flattened row-major."""
+    schedule = as_schedule(schedule)
+    final = schedule[-1]
+    latent = torch.zeros(bits[0].shape[0], bits[0].shape[-1], *final, device=bits[0].device)
+    inputs = []
+    for k in range(len(schedule) - 1):
+        latent = latent + upsample(bits_to_codes(bits[k]).permute(0, 3, 1, 2), final)
+        inputs.append(area_downsample(latent, schedule[k + 1]).flatten(2).transpose(1, 2))
+    return torch.cat(inputs, dim=1) if inputs else latent.new_zeros(latent.shape[0], 0, latent.shape[1])
+
+
+def _per_scale(value: float | Sequence[float], count: int, name: str) -> list[float]:
+    if isinstance(value, (int, float)):
+        return [float(value)] * count
+    values = [float(v) for v in value]
+    if len(values) < count:
+        raise ValueError(f"{name} has {len(values)} values for {count} scales")
+    return values[:count]
+
+
+@contextmanager
+def _eval_mode(model: torch.nn.Module) -> Iterator[None]:
+    was_training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)
+
+
+@torch.no_grad()
+def generate_bits(
+    model: InfinityTransformer,
+    text_packed: PackedText | tuple,
+    schedule: Sequence[Sequence[int]],
+    cfg: float | Sequence[float] = 3.0,
+    tau: float | Sequence[float] = 1.0,
+    top_k: int = 0,
+    top_p: float = 0.0,
+    generator: torch.Generator | int | None = None,
+    *,
+    rope_grid: tuple[int, int] | None = None,
+    return_logits: bool = False,
+) -> GeneratedBits:
+    """Sample the bits of every scale of ``schedule`` for the B captions of ``text_packed``.
+
+    cfg, tau: one value or one per scale. Guided logits are ``cfg * cond + (1 - cfg) * uncond``
+    (the unconditional half of a doubled batch uses the learned unconditional text); cfg = 1 at
+    every scale skips the unconditional half. Logits are divided by tau before sampling.
+    generator: a torch.Generator on the model's device, or an int seed.
+    """
+    schedule = as_schedule(schedule)
+    text = PackedText(*text_packed)
+    batch, device = text.batch_size, text.tokens.device
+    cfgs, taus = _per_scale(cfg, len(schedule), "cfg"), _per_scale(tau, len(schedule), "tau")
+    if min(taus) <= 0:
+        raise ValueError("tau must be positive")
+    if isinstance(generator, int):
+        generator = torch.Generator(device=device).manual_seed(generator)
+    guided = any(c != 1.0 for c in cfgs)
+    final_h, final_w = schedule[-1]
+
+    with _eval_mode(model):
+        if guided:
+            uncond_mask = torch.cat((torch.zeros(batch, dtype=torch.bool), torch.ones(batch, dtype=torch.bool)))
+            cache = model.new_cache(concat_text(text, text), uncond_mask=uncond_mask, rope_grid=rope_grid)
+        else:
+            cache = model.new_cache(text, rope_grid=rope_grid)
+
+        result = GeneratedBits(bits=[], latent=torch.zeros(batch, model.bits, final_h, final_w, device=device))
+        scale_input = None
+        for k, (h, w) in enumerate(schedule):
+            logits = model.forward_scale(scale_input, k, schedule, cache).float()
+            if guided:
+                logits = cfgs[k] * logits[:batch] + (1 - cfgs[k]) * logits[batch:]
+            if return_logits:
+                result.logits.append(logits)
+            bits = sample_bits(logits / taus[k], top_k, top_p, generator).view(batch, h, w, model.bits)
+            result.bits.append(bits)
+            result.latent += upsample(bits_to_codes(bits).permute(0, 3, 1, 2), (final_h, final_w))
+            if k + 1 < len(schedule):
+                next_input = area_downsample(result.latent, schedule[k + 1]).flatten(2).transpose(1, 2)
+                scale_input = torch.cat((next_input, next_input)) if guided else next_input
+    return result

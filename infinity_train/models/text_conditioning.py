@@ -1,0 +1,77 @@
+"""Packed text: the caption tokens of a batch without padding, and the pieces that condition on it."""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from infinity_train.models.attention import PackedTextLayout, packed_cross_attention
+
+
+class PackedText(NamedTuple):
+    """Caption embeddings of B samples concatenated along the token axis.
+
+    Any ``(tokens, cu_seqlens, max_seqlen)`` tuple is accepted where a ``PackedText`` is expected.
+    """
+
+    tokens: torch.Tensor  # (total, Dt)
+    cu_seqlens: torch.Tensor  # (B + 1,) int32, sample b is tokens[cu[b]:cu[b+1]]
+    max_seqlen: int
+
+    @property
+    def batch_size(self) -> int:
+        return self.cu_seqlens.numel() - 1
+
+
+def pack_text(sequences: list[torch.Tensor]) -> PackedText:
+    """Pack a list of (len_i, Dt) caption embeddings (every len_i >= 1)."""
+    lengths = [s.shape[0] for s in sequences]
+    if min(lengths) < 1:
+        raise ValueError("every caption needs at least one token")
+    cu = torch.tensor([0, *torch.tensor(lengths).cumsum(0).tolist()], dtype=torch.int32, device=sequences[0].device)
+    return PackedText(torch.cat(sequences), cu, max(lengths))
+
+
+def unpack_text(text: PackedText) -> list[torch.Tensor]:
+    cu = text.cu_seqlens.tolist()
+    return [text.tokens[cu[b] : cu[b + 1]] for b in range(len(cu) - 1)]
+
+
+def concat_text(first: PackedText, second: PackedText) -> PackedText:
+    """One packed batch holding ``first``'s samples then ``second``'s."""
+    cu = torch.cat((first.cu_seqlens, second.cu_seqlens[1:] + first.cu_seqlens[-1]))
+    return PackedText(torch.cat((first.tokens, second.tokens)), cu, max(first.max_seqlen, second.max_seqlen))
+
+
+def substitute_uncond(text: PackedText, uncond: torch.Tensor, mask: torch.Tensor) -> PackedText:
+    """Replace the caption of every sample where ``mask`` (B,) is True by all T tokens of ``uncond`` (T, Dt)."""
+    mask_list = mask.tolist()
+    if not any(mask_list):
+        return text
+    pieces = [uncond.to(text.tokens.dtype) if drop else caption for drop, caption in zip(mask_list, unpack_text(text))]
+    return pack_text(pieces)
+
+
+class TextAttentivePool(nn.Module):
+    """Multi-head attention of one learned query over each caption: the pooled condition c (B, C)."""
+
+    def __init__(self, text_dim: int, width: int, heads: int) -> None:
+        super().__init__()
+        self.heads, self.head_dim = heads, width // heads
+        self.query = nn.Parameter(torch.zeros(1, width))
+        self.kv = nn.Linear(text_dim, 2 * width, bias=False)
+        self.v_bias = nn.Parameter(torch.zeros(width))
+        self.proj = nn.Linear(width, width)
+
+    def forward(self, tokens: torch.Tensor, layout: PackedTextLayout) -> torch.Tensor:
+        """tokens (total, Dt) normalized caption tokens; ``layout`` prepared for one query per sample."""
+        batch = layout.cu_seqlens.numel() - 1
+        kv_bias = torch.cat((torch.zeros_like(self.v_bias), self.v_bias))
+        k, v = F.linear(tokens, self.kv.weight, kv_bias).view(-1, 2, self.heads, self.head_dim).unbind(1)
+        q = self.query.view(1, self.heads, 1, self.head_dim).expand(batch, -1, -1, -1).to(k.dtype)
+        pooled = packed_cross_attention(q, k, v, layout, scale=1 / math.sqrt(self.head_dim))
+        return self.proj(pooled.reshape(batch, -1))

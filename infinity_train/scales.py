@@ -1,0 +1,97 @@
+"""Scale schedules: the ordered per-scale token grids (h, w) of next-scale prediction.
+
+Every aspect-ratio template has one 13-scale list in token units (the latent grid of a
+stride-16 tokenizer). A resolution takes the prefix of that list whose last 1:1 side is
+``resolution / 16``: 256 -> 7 scales (521 tokens), 512 -> 10, 768 -> 12, 1024 -> 13
+(10,521 tokens), and the small CPU resolutions 64 -> 3 scales, 128 -> 5 scales.
+Portrait templates (h/w < 1) are the transposes of the landscape ones.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+
+PATCH_PIXELS = 16  # pixels per token side for a stride-16 tokenizer (or stride 8 + 2x2 patchify)
+
+# h/w ratio -> 13 (h, w) token grids for h >= w; the values are the published schedule facts.
+_LANDSCAPE_SCHEDULES: dict[float, tuple[tuple[int, int], ...]] = {
+    1.000: ((1, 1), (2, 2), (4, 4), (6, 6), (8, 8), (12, 12), (16, 16), (20, 20), (24, 24), (32, 32), (40, 40), (48, 48), (64, 64)),
+    1.250: ((1, 1), (2, 2), (3, 3), (5, 4), (10, 8), (15, 12), (20, 16), (25, 20), (30, 24), (35, 28), (45, 36), (55, 44), (70, 56)),
+    1.333: ((1, 1), (2, 2), (4, 3), (8, 6), (12, 9), (16, 12), (20, 15), (24, 18), (28, 21), (36, 27), (48, 36), (60, 45), (72, 54)),
+    1.500: ((1, 1), (2, 2), (3, 2), (6, 4), (9, 6), (15, 10), (21, 14), (27, 18), (33, 22), (39, 26), (48, 32), (63, 42), (78, 52)),
+    1.750: ((1, 1), (2, 2), (3, 3), (7, 4), (11, 6), (14, 8), (21, 12), (28, 16), (35, 20), (42, 24), (56, 32), (70, 40), (84, 48)),
+    2.000: ((1, 1), (2, 2), (4, 2), (6, 3), (10, 5), (16, 8), (22, 11), (30, 15), (38, 19), (46, 23), (60, 30), (74, 37), (90, 45)),
+    2.500: ((1, 1), (2, 2), (5, 2), (10, 4), (15, 6), (20, 8), (25, 10), (30, 12), (40, 16), (50, 20), (65, 26), (80, 32), (100, 40)),
+    3.000: ((1, 1), (2, 2), (6, 2), (9, 3), (15, 5), (21, 7), (27, 9), (36, 12), (45, 15), (54, 18), (72, 24), (90, 30), (111, 37)),
+}
+
+
+def _build_templates() -> dict[float, tuple[tuple[int, int], ...]]:
+    templates: dict[float, tuple[tuple[int, int], ...]] = {}
+    for ratio, grids in _LANDSCAPE_SCHEDULES.items():
+        templates[ratio] = grids
+        if ratio != 1.0:
+            templates[round(1.0 / ratio, 3)] = tuple((w, h) for h, w in grids)
+    return dict(sorted(templates.items()))
+
+
+TEMPLATES: dict[float, tuple[tuple[int, int], ...]] = _build_templates()
+"""h/w template ratio -> the full 13-scale list of token grids."""
+
+ASPECT_RATIOS: tuple[float, ...] = tuple(TEMPLATES)
+"""The 15 h/w templates, ascending."""
+
+_SQUARE_SIDES = tuple(h for h, _ in TEMPLATES[1.0])
+SUPPORTED_RESOLUTIONS: tuple[int, ...] = tuple(side * PATCH_PIXELS for side in _SQUARE_SIDES if side >= 4)
+"""Resolutions (square side in pixels) that end exactly on a scale: 64, 96, 128, ..., 1024."""
+
+
+def num_scales(resolution: int) -> int:
+    """Number of scales used at ``resolution`` (the same for every aspect template)."""
+    if resolution not in SUPPORTED_RESOLUTIONS:
+        raise ValueError(
+            f"resolution {resolution} does not end on a scale of the schedule; "
+            f"supported resolutions: {', '.join(map(str, SUPPORTED_RESOLUTIONS))}"
+        )
+    return _SQUARE_SIDES.index(resolution // PATCH_PIXELS) + 1
+
+
+def nearest_template(h_div_w: float) -> float:
+    """The aspect template nearest an image's height / width."""
+    if not math.isfinite(h_div_w) or h_div_w <= 0:
+        raise ValueError(f"image aspect ratio h/w must be a positive number, got {h_div_w}")
+    return min(ASPECT_RATIOS, key=lambda t: abs(t - h_div_w))
+
+
+def resolve_template(h_div_w: float) -> float:
+    """``h_div_w`` itself if it names a template (to 3 decimals), else a clear error."""
+    key = round(float(h_div_w), 3)
+    if key not in TEMPLATES:
+        raise ValueError(f"h/w {h_div_w} is not an aspect template; templates: {', '.join(f'{t:g}' for t in ASPECT_RATIOS)}")
+    return key
+
+
+@lru_cache(maxsize=None)
+def scale_schedule(resolution: int, h_div_w: float = 1.0) -> tuple[tuple[int, int], ...]:
+    """Ordered per-scale token grids (h, w) for ``resolution`` and an exact aspect template."""
+    return TEMPLATES[resolve_template(h_div_w)][: num_scales(resolution)]
+
+
+def pixel_size(resolution: int, h_div_w: float = 1.0) -> tuple[int, int]:
+    """Image (height, width) in pixels that the schedule's final grid covers."""
+    h, w = scale_schedule(resolution, h_div_w)[-1]
+    return h * PATCH_PIXELS, w * PATCH_PIXELS
+
+
+def num_tokens(schedule: tuple[tuple[int, int], ...] | list[tuple[int, int]]) -> int:
+    return sum(h * w for h, w in schedule)
+
+
+def attended_pairs(schedule: tuple[tuple[int, int], ...] | list[tuple[int, int]]) -> int:
+    """Query-key pairs under the block-causal mask: each token sees its own and all earlier scales."""
+    total, seen = 0, 0
+    for h, w in schedule:
+        seen += h * w
+        total += h * w * seen
+    return total

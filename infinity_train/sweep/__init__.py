@@ -1,0 +1,1 @@
+"""Scaling sweeps: expanding a sweep spec into runs."""

@@ -1,0 +1,40 @@
+"""Multi-scale bitwise (BSQ) tokenizer: autoencoder, quantizer API, self-correction, losses."""
+
+from infinity_train.tokenizer.autoencoder import SUPPORTED_DIMS, Decoder, Encoder
+from infinity_train.tokenizer.bitwise_tokenizer import BitwiseTokenizer, TokenizerOutput
+from infinity_train.tokenizer.losses import LossTerms, TokenizerLoss
+from infinity_train.tokenizer.quantizer import (
+    MultiScaleBSQ,
+    QuantizerOutput,
+    bits_to_latent,
+    encode_bits,
+    flatten_bits,
+    next_scale_input,
+    schedule_for_grid,
+    teacher_forcing_inputs,
+)
+from infinity_train.tokenizer.reference import REFERENCE_TOKENIZERS, load_reference_tokenizer, load_tokenizer_checkpoint
+from infinity_train.tokenizer.self_correction import SelfCorrectionBatch, bitwise_self_correction
+
+__all__ = [
+    "REFERENCE_TOKENIZERS",
+    "SUPPORTED_DIMS",
+    "BitwiseTokenizer",
+    "Decoder",
+    "Encoder",
+    "LossTerms",
+    "TokenizerLoss",
+    "MultiScaleBSQ",
+    "QuantizerOutput",
+    "SelfCorrectionBatch",
+    "TokenizerOutput",
+    "bits_to_latent",
+    "bitwise_self_correction",
+    "encode_bits",
+    "flatten_bits",
+    "load_reference_tokenizer",
+    "load_tokenizer_checkpoint",
+    "next_scale_input",
+    "schedule_for_grid",
+    "teacher_forcing_inputs",
+]

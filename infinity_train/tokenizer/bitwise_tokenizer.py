@@ -1,0 +1,160 @@
+"""The bitwise tokenizer: CNN encoder + multi-scale BSQ + CNN decoder.
+
+Schedules passed to this class are *token* schedules (``infinity_train.scales``): one token
+covers 16x16 pixels. With ``patchify`` the latent has stride 8, the quantizer runs on the
+doubled grids and each token carries the 2x2 latent positions it covers (4d bits).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import torch
+import torch.nn as nn
+
+from infinity_train.scales import PATCH_PIXELS
+from infinity_train.tokenizer.autoencoder import Decoder, Encoder, check_image, check_latent_dim
+from infinity_train.tokenizer.ops import patchify_bits, unpatchify_bits
+from infinity_train.tokenizer.quantizer import (
+    MultiScaleBSQ,
+    QuantizerOutput,
+    Schedule,
+    bits_to_latent,
+    check_schedule,
+    encode_bits,
+    schedule_for_grid,
+)
+
+REG_VARIANT = {"drop_trailing_prob": 0.1, "num_partial_scales": 1}
+"""Quantizer settings of the "reg" variant: how often trailing scales are dropped, and how many
+early-scale partial sums are decoded per step. Project choices; the reference does not publish them."""
+
+
+@dataclass
+class TokenizerOutput:
+    reconstruction: torch.Tensor
+    """Decoded image (B, 3, H, W), not clamped (losses see the raw decoder output)."""
+    quantizer: QuantizerOutput
+    partial_reconstructions: dict[int, torch.Tensor] = field(default_factory=dict)
+    """Scale index k -> decoded partial sum of scales 0..k (reg variant)."""
+
+
+class BitwiseTokenizer(nn.Module):
+    def __init__(
+        self,
+        d: int,
+        base_channels: int = 128,
+        channel_multipliers: Sequence[int] = (1, 2, 4, 4, 4),
+        encoder_res_blocks: int = 2,
+        decoder_res_blocks: int = 3,
+        patchify: bool = False,
+        drop_trailing_prob: float = 0.0,
+        num_partial_scales: int = 0,
+        inv_temperature: float = 100.0,
+        diversity_gamma: float = 1.0,
+    ) -> None:
+        super().__init__()
+        self.d = check_latent_dim(d)
+        self.patchify = patchify
+        self.encoder = Encoder(d, base_channels, channel_multipliers, encoder_res_blocks, patchify)
+        self.decoder = Decoder(d, base_channels, channel_multipliers, decoder_res_blocks, patchify)
+        self.quantizer = MultiScaleBSQ(d, inv_temperature, diversity_gamma, drop_trailing_prob, num_partial_scales)
+        self.architecture = {
+            "d": d,
+            "base_channels": base_channels,
+            "channel_multipliers": tuple(channel_multipliers),
+            "encoder_res_blocks": encoder_res_blocks,
+            "decoder_res_blocks": decoder_res_blocks,
+            "patchify": patchify,
+        }
+
+    @classmethod
+    def from_config(cls, config: Any) -> "BitwiseTokenizer":
+        """Build from an object with the fields of the tokenizer config (d, base_channels, ...)."""
+        loss = getattr(config, "loss", None)
+        reg = REG_VARIANT if loss is not None and getattr(loss, "reg", False) else {}
+        return cls(
+            d=config.d,
+            base_channels=config.base_channels,
+            channel_multipliers=tuple(config.channel_multipliers),
+            encoder_res_blocks=config.encoder_res_blocks,
+            decoder_res_blocks=config.decoder_res_blocks,
+            patchify=config.patchify,
+            **reg,
+        )
+
+    # ------------------------------------------------------------ geometry
+
+    @property
+    def stride(self) -> int:
+        """Pixels per latent position."""
+        return self.encoder.stride
+
+    @property
+    def token_dim(self) -> int:
+        """Bits per token the transformer predicts: d, or 4d with patchify."""
+        return 4 * self.d if self.patchify else self.d
+
+    def latent_schedule(self, token_schedule: Schedule) -> tuple[tuple[int, int], ...]:
+        factor = 2 if self.patchify else 1
+        return tuple((h * factor, w * factor) for h, w in token_schedule)
+
+    def token_schedule_for(self, image: torch.Tensor) -> tuple[tuple[int, int], ...]:
+        """The published schedule whose last grid covers this image (clear error if none)."""
+        check_image(image, PATCH_PIXELS)
+        return schedule_for_grid((image.shape[-2] // PATCH_PIXELS, image.shape[-1] // PATCH_PIXELS))
+
+    def _latent_schedule_for(self, latent: torch.Tensor, token_schedule: Schedule | None) -> tuple[tuple[int, int], ...]:
+        if token_schedule is None:
+            factor = 2 if self.patchify else 1
+            if latent.shape[-2] % factor or latent.shape[-1] % factor:
+                raise ValueError(f"a patchified latent grid must be even, got {tuple(latent.shape[-2:])}")
+            token_schedule = schedule_for_grid((latent.shape[-2] // factor, latent.shape[-1] // factor))
+        return check_schedule(self.latent_schedule(token_schedule), latent.shape[-2:])
+
+    # ------------------------------------------------------------ image <-> latent
+
+    def encode(self, image: torch.Tensor) -> torch.Tensor:
+        """Image (B, 3, H, W) in [-1, 1] -> continuous latent F (B, d, H/stride, W/stride)."""
+        return self.encoder(image)
+
+    def decode(self, latent: torch.Tensor) -> torch.Tensor:
+        """Latent (B, d, h, w) -> image clamped to [-1, 1]."""
+        return self.decoder(latent).clamp(-1.0, 1.0)
+
+    latent_to_image = decode
+
+    # ------------------------------------------------------------ bits
+
+    def latent_to_bits(self, latent: torch.Tensor, token_schedule: Schedule | None = None) -> list[torch.Tensor]:
+        """Per-scale token bits (B, h_k, w_k, token_dim) bool."""
+        bits = encode_bits(latent, self._latent_schedule_for(latent, token_schedule))
+        return [patchify_bits(b) for b in bits] if self.patchify else bits
+
+    @torch.no_grad()
+    def image_to_bits(self, image: torch.Tensor, token_schedule: Schedule | None = None) -> list[torch.Tensor]:
+        return self.latent_to_bits(self.encode(image), token_schedule)
+
+    def bits_to_latent(self, token_bits: Sequence[torch.Tensor], token_schedule: Schedule) -> torch.Tensor:
+        """Sum of upsampled codes (B, d, H, W) of per-scale token bits (a prefix of the schedule is allowed)."""
+        bits = [unpatchify_bits(b) for b in token_bits] if self.patchify else list(token_bits)
+        for k, b in enumerate(bits):
+            if b.shape[-1] != self.d:
+                raise ValueError(f"scale {k}: bits have {b.shape[-1]} channels, this tokenizer has d={self.d}")
+        latent_schedule = self.latent_schedule(token_schedule)
+        return bits_to_latent(bits, latent_schedule, latent_schedule[-1])
+
+    @torch.no_grad()
+    def bits_to_image(self, token_bits: Sequence[torch.Tensor], token_schedule: Schedule) -> torch.Tensor:
+        return self.decode(self.bits_to_latent(token_bits, token_schedule))
+
+    # ------------------------------------------------------------ training
+
+    def forward(
+        self, image: torch.Tensor, token_schedule: Schedule | None = None, generator: torch.Generator | None = None
+    ) -> TokenizerOutput:
+        latent = self.encode(image)
+        quantized = self.quantizer(latent, self._latent_schedule_for(latent, token_schedule), generator)
+        partial = {k: self.decoder(z) for k, z in quantized.partial_latents.items()}
+        return TokenizerOutput(self.decoder(quantized.latent), quantized, partial)

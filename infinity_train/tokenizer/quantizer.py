@@ -1,0 +1,329 @@
+"""Binary spherical quantization (BSQ) and its multi-scale residual scheme.
+
+For a latent F (B, d, H, W) and a schedule of grids (h_k, w_k) ending at (H, W):
+    r_k = area_down(F - sum_{j<k} up(q_j)),   q_k = bsq(r_k),   F ~ sum_k up(q_k)
+where bsq L2-normalizes each token's d-vector and takes sign / sqrt(d). Bits are q > 0 and
+are laid out channels-last (B, h_k, w_k, d); codes are channels-first (B, d, h_k, w_k).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from infinity_train.scales import SUPPORTED_RESOLUTIONS, TEMPLATES, scale_schedule
+from infinity_train.tokenizer.autoencoder import check_latent_dim
+from infinity_train.tokenizer.ops import area_downsample, bits_to_codes, scale_input, upsample
+
+Grid = tuple[int, int]
+Schedule = Sequence[Grid]
+
+
+# ---------------------------------------------------------------- schedules
+
+
+def check_schedule(schedule: Schedule, full_hw: Sequence[int]) -> tuple[Grid, ...]:
+    """The schedule as a tuple of (h, w); its last grid must be the full latent grid."""
+    grids = tuple((int(h), int(w)) for h, w in schedule)
+    if not grids:
+        raise ValueError("the scale schedule is empty")
+    if grids[-1] != tuple(full_hw):
+        raise ValueError(f"the schedule ends at {grids[-1]} but the latent grid is {tuple(full_hw)}; pick the schedule of this resolution")
+    return grids
+
+
+def schedule_for_grid(grid: Sequence[int]) -> tuple[Grid, ...]:
+    """The published schedule whose final scale is ``grid`` (h, w) tokens, searched over all templates."""
+    target = (int(grid[0]), int(grid[1]))
+    for template in TEMPLATES:
+        for resolution in SUPPORTED_RESOLUTIONS:
+            candidate = scale_schedule(resolution, template)
+            if candidate[-1] == target:
+                return candidate
+    raise ValueError(
+        f"token grid {target[0]}x{target[1]} is not the last scale of any schedule; "
+        f"image sizes must match an aspect template at one of the resolutions {SUPPORTED_RESOLUTIONS}"
+    )
+
+
+# ---------------------------------------------------------------- single-scale BSQ
+
+
+def codes_from_bits(bits: torch.Tensor) -> torch.Tensor:
+    """Bits (B, h, w, d) -> codes (B, d, h, w) with entries +-1/sqrt(d).
+
+    Always a fresh tensor with default strides: resampling kernels pick their path from the
+    memory layout (ambiguous on 1x1 grids) and differ in the last float bit, while the same bits
+    must give the same sums on every path (teacher forcing, BSC, decoding)."""
+    return bits_to_codes(bits).permute(0, 3, 1, 2).clone(memory_format=torch.contiguous_format)
+
+
+def bits_of(residual: torch.Tensor) -> torch.Tensor:
+    """Signs of a residual (B, d, h, w) as bits (B, h, w, d); normalization does not change them."""
+    return (residual > 0).permute(0, 2, 3, 1)
+
+
+def bsq(residual: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Quantize one scale. Returns (straight-through codes, bits, normalized residual z).
+
+    Straight-through estimator: the gradient of the codes is that of z, as in z + (q - z).detach();
+    written q + (z - z.detach()) so the forward value is exactly the code sign(z)/sqrt(d).
+    """
+    z = F.normalize(residual, dim=1)
+    bits = bits_of(residual)
+    codes = codes_from_bits(bits).to(z.dtype)
+    return codes + (z - z.detach()), bits, z
+
+
+# ---------------------------------------------------------------- multi-scale scheme (no gradients)
+
+
+BitsCorruption = Callable[[int, torch.Tensor], torch.Tensor]
+"""(scale index, clean bits of that scale) -> the bits actually added to the running sum."""
+
+
+def residual_quantize(
+    latent: torch.Tensor, schedule: Schedule, corrupt: BitsCorruption | None = None
+) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """Run the residual scheme, optionally corrupting each scale's bits before they are summed.
+
+    Returns (labels, added): ``labels[k]`` are the bits of bsq(r_k) with r_k computed from the
+    running sum of the *added* bits of earlier scales; ``added[k]`` = corrupt(k, labels[k]).
+    Without corruption both lists are the plain per-scale bits.
+    """
+    latent = latent.detach().float()
+    full_hw = tuple(latent.shape[-2:])
+    grids = check_schedule(schedule, full_hw)
+    running = torch.zeros_like(latent)
+    labels: list[torch.Tensor] = []
+    added: list[torch.Tensor] = []
+    for k, grid in enumerate(grids):
+        bits = bits_of(area_downsample(latent - running, grid))
+        used = corrupt(k, bits) if corrupt is not None else bits
+        labels.append(bits)
+        added.append(used)
+        if k + 1 < len(grids):
+            running = running + upsample(codes_from_bits(used), full_hw)
+    return labels, added
+
+
+@torch.no_grad()
+def encode_bits(latent: torch.Tensor, schedule: Schedule) -> list[torch.Tensor]:
+    """Per-scale bits (B, h_k, w_k, d) as bool of a continuous latent (B, d, H, W)."""
+    return residual_quantize(latent, schedule)[0]
+
+
+def _as_codes(codes_or_bits: torch.Tensor, grid: Grid, k: int) -> torch.Tensor:
+    """Accept bool bits (B, h, w, d) or float codes (B, d, h, w); return codes (B, d, h, w)."""
+    codes = codes_from_bits(codes_or_bits) if codes_or_bits.dtype == torch.bool else codes_or_bits.float()
+    if codes.ndim != 4 or tuple(codes.shape[-2:]) != grid:
+        layout = "(B, h, w, d) bits" if codes_or_bits.dtype == torch.bool else "(B, d, h, w) codes"
+        raise ValueError(f"scale {k}: expected {layout} on the grid {grid}, got shape {tuple(codes_or_bits.shape)}")
+    return codes
+
+
+def _check_count(items: Sequence[torch.Tensor], grids: Sequence[Grid], what: str) -> None:
+    if len(items) != len(grids):
+        raise ValueError(f"got {len(items)} scales of {what} for a schedule of {len(grids)} scales")
+
+
+def bits_to_latent(bits_list: Sequence[torch.Tensor], schedule: Schedule, full_hw: Sequence[int] | None = None) -> torch.Tensor:
+    """Sum of upsampled per-scale codes (B, d, H, W); ``full_hw`` defaults to the schedule's last grid.
+
+    ``bits_list`` may be a prefix of the schedule (partial reconstruction of early scales).
+    """
+    grids = tuple((int(h), int(w)) for h, w in schedule)
+    full = tuple(full_hw) if full_hw is not None else grids[-1]
+    if not bits_list or len(bits_list) > len(grids):
+        raise ValueError(f"got {len(bits_list)} scales of bits for a schedule of {len(grids)} scales")
+    latent: torch.Tensor | None = None
+    for k, (bits, grid) in enumerate(zip(bits_list, grids)):
+        up = upsample(_as_codes(bits, grid, k), full)
+        latent = up if latent is None else latent + up
+    assert latent is not None
+    return latent
+
+
+def teacher_forcing_inputs(codes_list: Sequence[torch.Tensor], schedule: Schedule) -> torch.Tensor:
+    """Transformer inputs after its start token: (B, L - h_1 w_1, d).
+
+    For k = 2..K: the running reconstruction sum_{j<k} up(q_j) resampled (see ``ops.scale_input``)
+    to scale k's grid, flattened row-major, scales concatenated. ``codes_list`` holds per-scale bool
+    bits (B, h, w, d) or float codes (B, d, h, w).
+    """
+    grids = tuple((int(h), int(w)) for h, w in schedule)
+    _check_count(codes_list, grids, "codes")
+    full_hw = grids[-1]
+    running = upsample(_as_codes(codes_list[0], grids[0], 0), full_hw)
+    inputs = [running.new_zeros((running.shape[0], 0, running.shape[1]))]
+    for k in range(1, len(grids)):
+        inputs.append(next_scale_input(running, grids[k]))
+        if k + 1 < len(grids):
+            running = running + upsample(_as_codes(codes_list[k], grids[k], k), full_hw)
+    return torch.cat(inputs, dim=1)
+
+
+def next_scale_input(summed_codes: torch.Tensor, grid: Grid) -> torch.Tensor:
+    """Sampling-time input for the scale of ``grid``: (B, h*w, d) from the running sum (B, d, H, W)."""
+    return scale_input(summed_codes, grid).flatten(2).transpose(1, 2)
+
+
+def flatten_bits(bits_list: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Per-scale bits (B, h_k, w_k, d) -> (B, L, d), row-major per scale, scales concatenated."""
+    return torch.cat([bits.flatten(1, 2) for bits in bits_list], dim=1)
+
+
+# ---------------------------------------------------------------- training-time quantizer terms
+
+
+def commitment_loss(z: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
+    """mse(z, q.detach()) of one scale (the 0.25 factor is applied by the loss)."""
+    return F.mse_loss(z, codes.detach())
+
+
+def _binary_entropy_from_logits(logits: torch.Tensor) -> torch.Tensor:
+    p = torch.sigmoid(logits)
+    # H(p) = p * softplus(-l) + (1 - p) * softplus(l), stable for large |l|
+    return p * F.softplus(-logits) + (1 - p) * F.softplus(logits)
+
+
+def _binary_entropy(p: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    p = p.clamp(eps, 1 - eps)
+    return -(p * p.log() + (1 - p) * (1 - p).log())
+
+
+def entropy_penalty(z: torch.Tensor, inv_temperature: float = 100.0, diversity_gamma: float = 1.0) -> torch.Tensor:
+    """Per-token entropy minus batch-code entropy of soft bits, divided by the inverse temperature.
+
+    z is the normalized residual (B, d, h, w). Under q(c | z) ~ exp(tau <c, z>) over codes
+    c in {+-1/sqrt(d)}^d the bits are independent with P(bit_i = 1) = sigmoid(2 tau z_i / sqrt(d)).
+    Low per-token entropy = confident bits; high entropy of the batch-mean bit probabilities =
+    all codes used. The batch-code entropy is the factorized (per-bit) approximation. The result
+    is divided by tau, as in the reference, which fixes the scale the entropy weight acts on.
+    """
+    d = z.shape[1]
+    logits = (2.0 * inv_temperature / math.sqrt(d)) * z.float()
+    per_token = _binary_entropy_from_logits(logits).sum(dim=1).mean()
+    batch_prob = torch.sigmoid(logits).mean(dim=(0, 2, 3))
+    batch_code = _binary_entropy(batch_prob).sum()
+    return (per_token - diversity_gamma * batch_code) / inv_temperature
+
+
+@dataclass
+class QuantizerOutput:
+    latent: torch.Tensor
+    """(B, d, H, W): sum of the used scales' upsampled codes, straight-through to the encoder."""
+    bits: list[torch.Tensor]
+    """Per used scale, (B, h_k, w_k, d) bool."""
+    commitment: torch.Tensor
+    """Mean over used scales of mse(z_k, q_k.detach())."""
+    entropy: torch.Tensor
+    """Mean over used scales of the entropy penalty."""
+    partial_latents: dict[int, torch.Tensor] = field(default_factory=dict)
+    """Scale index k -> sum of the codes of scales 0..k (straight-through), for the reg losses."""
+
+    @property
+    def num_scales_used(self) -> int:
+        return len(self.bits)
+
+
+class ScaleQuantizer(nn.Module):
+    """BSQ of one scale with its training terms. Holds the reference's ``mask`` buffer:
+    the integer weight of each bit, most significant first (2^(d-1), ..., 1), so that
+    reference checkpoints load strictly; :meth:`bits_to_index` uses it."""
+
+    def __init__(self, d: int, inv_temperature: float = 100.0, diversity_gamma: float = 1.0) -> None:
+        super().__init__()
+        self.d = check_latent_dim(d)
+        self.inv_temperature = inv_temperature
+        self.diversity_gamma = diversity_gamma
+        self.register_buffer("mask", 2 ** torch.arange(d - 1, -1, -1))
+
+    def forward(self, residual: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Residual (B, d, h, w) -> (straight-through codes, bits, commitment, entropy penalty)."""
+        codes, bits, z = bsq(residual)
+        return codes, bits, commitment_loss(z, codes), entropy_penalty(z, self.inv_temperature, self.diversity_gamma)
+
+    def bits_to_index(self, bits: torch.Tensor) -> torch.Tensor:
+        """Bits (..., d) -> integer code index (...), for code-usage statistics (d <= 62)."""
+        if self.d > 62:
+            raise ValueError(f"code indices overflow int64 at d={self.d}; count per-bit statistics instead")
+        return (bits.long() * self.mask.to(bits.device)).sum(dim=-1)
+
+
+class MultiScaleBSQ(nn.Module):
+    """Multi-scale residual BSQ used while training the autoencoder.
+
+    The "reg" variant (``drop_trailing_prob`` > 0, ``num_partial_scales`` > 0) randomly keeps only
+    a prefix of the scales and returns partial sums of early scales, so that partial sums decode
+    well; both only act in training mode.
+    """
+
+    def __init__(
+        self,
+        d: int,
+        inv_temperature: float = 100.0,
+        diversity_gamma: float = 1.0,
+        drop_trailing_prob: float = 0.0,
+        num_partial_scales: int = 0,
+    ) -> None:
+        super().__init__()
+        if not 0.0 <= drop_trailing_prob <= 1.0:
+            raise ValueError(f"drop_trailing_prob must be in [0, 1], got {drop_trailing_prob}")
+        if num_partial_scales < 0:
+            raise ValueError(f"num_partial_scales must be >= 0, got {num_partial_scales}")
+        self.d = check_latent_dim(d)
+        self.lfq = ScaleQuantizer(d, inv_temperature, diversity_gamma)
+        self.drop_trailing_prob = drop_trailing_prob
+        self.num_partial_scales = num_partial_scales
+
+    def _plan(self, num_scales: int, generator: torch.Generator | None) -> tuple[int, list[int]]:
+        """(number of scales to use, sorted early scale indices whose partial sums to return)."""
+        used = num_scales
+        if self.training and num_scales > 1 and self.drop_trailing_prob > 0:
+            if torch.rand((), generator=generator).item() < self.drop_trailing_prob:
+                used = int(torch.randint(1, num_scales, (), generator=generator).item())
+        partial: list[int] = []
+        if self.training and self.num_partial_scales > 0 and used > 1:
+            order = torch.randperm(used - 1, generator=generator)[: self.num_partial_scales]
+            partial = sorted(int(i) for i in order)
+        return used, partial
+
+    def forward(self, latent: torch.Tensor, schedule: Schedule, generator: torch.Generator | None = None) -> QuantizerOutput:
+        if latent.ndim != 4 or latent.shape[1] != self.d:
+            raise ValueError(f"quantizer expects a latent of shape (B, {self.d}, H, W), got {tuple(latent.shape)}")
+        latent = latent.float()
+        full_hw = tuple(latent.shape[-2:])
+        grids = check_schedule(schedule, full_hw)
+        used, partial_at = self._plan(len(grids), generator)
+
+        # The residual path runs on exact, detached codes (as in encode_bits, so the bits match
+        # bit for bit); gradients reach the encoder through each scale's straight-through codes.
+        exact_sum = torch.zeros_like(latent).detach()
+        quantized: torch.Tensor = torch.zeros_like(latent)
+        bits_list: list[torch.Tensor] = []
+        commitments: list[torch.Tensor] = []
+        entropies: list[torch.Tensor] = []
+        partial: dict[int, torch.Tensor] = {}
+        for k, grid in enumerate(grids[:used]):
+            codes, bits, commitment, entropy = self.lfq(area_downsample(latent - exact_sum, grid))
+            bits_list.append(bits)
+            commitments.append(commitment)
+            entropies.append(entropy)
+            quantized = quantized + upsample(codes, full_hw)
+            if k in partial_at:
+                partial[k] = quantized
+            if k + 1 < used:
+                exact_sum = exact_sum + upsample(codes_from_bits(bits), full_hw)
+        return QuantizerOutput(
+            latent=quantized,
+            bits=bits_list,
+            commitment=torch.stack(commitments).mean(),
+            entropy=torch.stack(entropies).mean(),
+            partial_latents=partial,
+        )
