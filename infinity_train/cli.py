@@ -2,6 +2,7 @@
 
     infinity-train describe [key=value ...]   parameter counts and training FLOPs per image (JSON)
     infinity-train config   [key=value ...]   the resolved, validated config (YAML)
+    infinity-train train    [key=value ...]   train (a tokenizer with task=tokenizer, else the transformer)
 
 Overrides use Hydra syntax (``model=layer24 tokenizer.d=32 data.resolution=256``). A bad key, option
 or value exits with status 2 and one line naming the problem.
@@ -34,7 +35,13 @@ def _config(overrides: list[str]) -> int:
     return 0
 
 
-COMMANDS: dict[str, Callable[[list[str]], int]] = {"describe": _describe, "config": _config}
+def _train(overrides: list[str]) -> int:
+    from infinity_train.train.entry import main as train_main
+
+    return train_main(overrides)
+
+
+COMMANDS: dict[str, Callable[[list[str]], int]] = {"describe": _describe, "config": _config, "train": _train}
 
 
 def main(argv: list[str] | None = None) -> int:

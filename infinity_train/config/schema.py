@@ -128,11 +128,21 @@ class TokenizerConfig:
 
 
 @dataclass
+class MixtureSourceConfig:
+    shards: str = "???"  # brace pattern, directory or pipe: command
+    weight: float = 1.0
+    manifest: Optional[str] = None
+
+
+@dataclass
 class DataConfig:
     name: str = "custom"
     source: DataSource = DataSource.synthetic
     train_shards: Optional[str] = None  # brace pattern, local path or pipe: command
     val_shards: Optional[str] = None
+    manifest: Optional[str] = None  # manifest.json with per-shard sample counts (default: beside local shards)
+    resampled: bool = False  # draw shards with replacement (endless) instead of exact epochs
+    mixture: list[MixtureSourceConfig] = field(default_factory=list)  # weighted sources (resampled)
     root: str = "data/synthetic"  # where the synthetic shards are written
     resolution: int = 64
     aspect_ratios: list[float] = field(default_factory=lambda: [1.0])
@@ -170,6 +180,7 @@ class OptimConfig:
     grad_clip: float = 5.0
     grad_accum_steps: int = 1
     fused: str = "auto"  # auto | true | false
+    max_nonfinite_steps: int = 5  # this many skipped (non-finite) steps in a row stop the run
 
 
 @dataclass
@@ -191,8 +202,12 @@ class LoggingConfig:
     val_every: int = 100
     sample_every: int = 0  # 0: no periodic sample grids
     checkpoint_every: int = 100
+    checkpoint_steps: list[int] = field(default_factory=list)  # extra permanent checkpoints (cooldown branch points)
+    async_checkpoint: bool = False  # write checkpoints in the background (torch.distributed.checkpoint.async_save)
     keep_last: int = 2
     keep_every: int = 0  # 0: keep no extra permanent checkpoints
+    val_batches: int = 0  # held-out batches per validation (0: the whole held-out split)
+    sample_prompts: int = 8  # held-out captions in each sample grid
     progress: str = "auto"  # auto (bar on a TTY, log lines otherwise) | bar | lines
 
 
@@ -235,6 +250,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda
     resume: str = "auto"  # auto (newest complete checkpoint) | none | a checkpoint path
+    init_from: Optional[str] = None  # start from this checkpoint in a new run directory (a cooldown branch)
     world_size: int = 1  # expected processes; the launcher overrides it from the environment
     model: ModelConfig = field(default_factory=ModelConfig)
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)

@@ -97,7 +97,7 @@ def _check_data(cfg: TrainConfig, problems: list[str]) -> None:
             scales.resolve_template(ratio)
         except ValueError as error:
             problems.append(f"data.aspect_ratios: {error}")
-    if data.source in (DataSource.webdataset, DataSource.cached) and not data.train_shards:
+    if data.source in (DataSource.webdataset, DataSource.cached) and not data.train_shards and not data.mixture:
         problems.append(f"data.source={data.source.value} needs data.train_shards (a shard pattern such as '/data/{{000000..000099}}.tar')")
     per_step = cfg.world_size * cfg.optim.grad_accum_steps
     if data.global_batch_size < 1:
@@ -107,6 +107,11 @@ def _check_data(cfg: TrainConfig, problems: list[str]) -> None:
             f"data.global_batch_size={data.global_batch_size} must divide evenly across {cfg.world_size} ranks "
             f"x {cfg.optim.grad_accum_steps} accumulation steps"
         )
+    for source in data.mixture:
+        if not source.weight > 0:
+            problems.append(f"data.mixture weights must be > 0, got {source.weight} for {source.shards}")
+    if data.mixture and data.source != DataSource.webdataset:
+        problems.append("data.mixture reads WebDataset shards: set data.source=webdataset")
     if data.num_workers < 0:
         problems.append(f"data.num_workers must be >= 0, got {data.num_workers}")
     if not 0.0 <= data.short_caption_prob <= 1.0:
@@ -130,6 +135,8 @@ def _check_parallel(cfg: TrainConfig, problems: list[str]) -> None:
         problems.append(f"parallel.zero_stage must be 1, 2 or 3, got {p.zero_stage}")
     if p.offload_optimizer and p.strategy != Strategy.deepspeed:
         problems.append("parallel.offload_optimizer is a DeepSpeed option; use parallel=zero1/zero2/zero3")
+    if p.strategy == Strategy.deepspeed and cfg.task == Task.tokenizer:
+        problems.append("task=tokenizer trains with parallel=single, ddp, fsdp or hsdp (its GAN has two optimizers); DeepSpeed is for the transformer")
 
 
 def _check_optim(cfg: TrainConfig, problems: list[str]) -> None:
@@ -144,6 +151,8 @@ def _check_optim(cfg: TrainConfig, problems: list[str]) -> None:
         problems.append("optim.eps must be > 0, optim.weight_decay >= 0 and optim.grad_clip >= 0 (0 disables clipping)")
     if o.grad_accum_steps < 1:
         problems.append(f"optim.grad_accum_steps must be >= 1, got {o.grad_accum_steps}")
+    if o.max_nonfinite_steps < 1:
+        problems.append(f"optim.max_nonfinite_steps must be >= 1, got {o.max_nonfinite_steps}")
     if o.fused not in ("auto", "true", "false"):
         problems.append(f"optim.fused must be auto, true or false, got {o.fused!r}")
 
@@ -165,7 +174,9 @@ def _check_logging(cfg: TrainConfig, problems: list[str]) -> None:
     lg = cfg.logging
     if lg.log_every < 1:
         problems.append(f"logging.log_every must be >= 1, got {lg.log_every}")
-    for key in ("val_every", "sample_every", "checkpoint_every", "keep_every"):
+    if any(step < 1 for step in lg.checkpoint_steps):
+        problems.append(f"logging.checkpoint_steps must be positive steps, got {list(lg.checkpoint_steps)}")
+    for key in ("val_every", "sample_every", "checkpoint_every", "keep_every", "val_batches", "sample_prompts"):
         if getattr(lg, key) < 0:
             problems.append(f"logging.{key} must be >= 0, got {getattr(lg, key)}")
     if lg.keep_last < 1:

@@ -101,6 +101,8 @@ def generate_bits(
     cfgs, taus = _per_scale(cfg, len(schedule), "cfg"), _per_scale(tau, len(schedule), "tau")
     if min(taus) <= 0:
         raise ValueError("tau must be positive")
+    if top_k < 0 or not 0.0 <= top_p <= 1.0:
+        raise ValueError(f"top_k must be >= 0 and top_p in [0, 1] (0 = off), got top_k={top_k} top_p={top_p}")
     if isinstance(generator, int):
         generator = torch.Generator(device=device).manual_seed(generator)
     guided = any(c != 1.0 for c in cfgs)

@@ -99,14 +99,21 @@ class TokenizerLoss(nn.Module):
             total = total + self.reg_partial * partial
         return LossTerms(total, {k: v.detach() for k, v in terms.items()})
 
-    def discriminator_loss(self, image: torch.Tensor, reconstruction: torch.Tensor, step: int) -> LossTerms:
-        """Discriminator objective; zero (no graph) before ``gan_start_step``: skip its backward then."""
+    def discriminator_loss(
+        self, image: torch.Tensor, reconstruction: torch.Tensor, step: int, discriminator: nn.Module | None = None
+    ) -> LossTerms:
+        """Discriminator objective; zero (no graph) before ``gan_start_step``: skip its backward then.
+
+        ``discriminator`` is the module to call (a data-parallel wrapper of ``self.discriminator``,
+        so that its gradients are synchronized); real and fake images go through it in one batch.
+        """
         if not self.gan_active(step):
             zero = image.new_zeros((), dtype=torch.float32)
             return LossTerms(zero, {"discriminator": zero})
         assert self.discriminator is not None
-        real_logits = self.discriminator(image)
-        fake_logits = self.discriminator(reconstruction.detach())
+        discriminator = discriminator or self.discriminator
+        logits = discriminator(torch.cat((image, reconstruction.detach().to(image.dtype)))).float()
+        real_logits, fake_logits = logits.chunk(2)
         terms = {"discriminator": discriminator_objective(real_logits, fake_logits, self.gan_kind)}
         total = terms["discriminator"]
         if self.lecam is not None:

@@ -1,0 +1,70 @@
+"""Build the models of a run from its validated config: the transformer, the tokenizer and the frozen
+text encoder. The parameter counts of ``build_transformer`` equal ``sizing.describe_config`` exactly."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+
+from infinity_train.config import model_shape
+from infinity_train.config.schema import TrainConfig
+from infinity_train.config.text_encoders import resolve_text_encoder
+from infinity_train.models.infinity import InfinityTransformer
+from infinity_train.tokenizer import BitwiseTokenizer, load_tokenizer_checkpoint
+
+log = logging.getLogger(__name__)
+
+
+def build_transformer(cfg: TrainConfig, device: torch.device | str = "cpu") -> InfinityTransformer:
+    width, heads = model_shape(cfg.model)
+    text = resolve_text_encoder(cfg.model.text_encoder)
+    with torch.device(device):
+        return InfinityTransformer(
+            width=width,
+            depth=cfg.model.depth,
+            heads=heads,
+            bits=cfg.tokenizer.d,
+            text_dim=text.dim,
+            text_max_len=text.max_length,
+            mlp_ratio=cfg.model.mlp_ratio,
+            drop_path=cfg.model.drop_path,
+            cond_drop=cfg.model.cond_drop,
+            max_scales=cfg.model.max_scales,
+            attention=cfg.model.attention.value,
+        )
+
+
+def build_tokenizer(cfg: TrainConfig) -> BitwiseTokenizer:
+    """A freshly initialized tokenizer of the config's architecture (for tokenizer training)."""
+    return BitwiseTokenizer.from_config(cfg.tokenizer)
+
+
+def load_trained_tokenizer(cfg: TrainConfig, device: torch.device | str = "cpu") -> BitwiseTokenizer:
+    """The frozen tokenizer a transformer run trains on: ``tokenizer.checkpoint`` (a tokenizer run's
+    export, a reference ``infinity_vae_*`` file, or a run directory whose export holds one)."""
+    if not cfg.tokenizer.checkpoint:
+        raise FileNotFoundError(
+            "task=transformer needs a trained tokenizer: set tokenizer.checkpoint=<file or tokenizer run directory> "
+            "(train one with `infinity-train train experiment=tokenizer_cpu`)"
+        )
+    path = Path(cfg.tokenizer.checkpoint)
+    if path.is_dir():
+        path = path / "export" / "tokenizer.safetensors"
+    if not path.is_file():
+        raise FileNotFoundError(f"tokenizer.checkpoint: {path} does not exist")
+    tokenizer = load_tokenizer_checkpoint(path)
+    if tokenizer.d != cfg.tokenizer.d:
+        raise ValueError(f"tokenizer.checkpoint {path} has d={tokenizer.d} but the config says tokenizer.d={cfg.tokenizer.d}")
+    log.info("tokenizer d=%d loaded from %s", tokenizer.d, path)
+    return tokenizer.to(device).eval().requires_grad_(False)
+
+
+def build_text_encoder(cfg: TrainConfig, device: torch.device | str = "cpu"):
+    from infinity_train.text import TextEncoder
+
+    text = resolve_text_encoder(cfg.model.text_encoder)
+    return TextEncoder.from_config(
+        text.name, path=cfg.model.text_encoder.path, max_length=text.max_length, dtype=cfg.model.text_encoder.dtype, device=device, seed=cfg.seed
+    )

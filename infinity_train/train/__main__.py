@@ -1,0 +1,5 @@
+import sys
+
+from infinity_train.train.entry import main
+
+sys.exit(main())

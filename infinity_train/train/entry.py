@@ -1,0 +1,55 @@
+"""``infinity-train train [overrides]`` / ``python -m infinity_train.train [overrides]``.
+
+Rank and world size come from torchrun's or Slurm's environment; ``world_size`` is set from it.
+Exit statuses are those of ``infinity_train.exit_codes``: 0 done, 2 bad config / missing input,
+3 too many non-finite steps, 75 stopped by SIGUSR1 / SIGTERM after checkpointing (requeue).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+from infinity_train import exit_codes
+from infinity_train.checkpoint import CheckpointMismatch
+from infinity_train.config import ConfigError, load_config, to_typed, validate
+from infinity_train.distributed import detect_world, destroy_process_group
+
+log = logging.getLogger("infinity_train.train")
+
+
+def with_world_size(overrides: list[str], world_size: int) -> list[str]:
+    """The overrides with ``world_size`` set from the launcher; an explicit, different value is an error."""
+    given = [o for o in overrides if o.split("=", 1)[0].lstrip("+") == "world_size"]
+    if given:
+        value = given[-1].split("=", 1)[1]
+        if value != str(world_size):
+            raise ConfigError(f"world_size={value} was given but the launcher started {world_size} process(es)")
+        return overrides
+    return [*overrides, f"world_size={world_size}"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    overrides = list(sys.argv[1:] if argv is None else argv)
+    os.environ.setdefault("PYTHONFAULTHANDLER", "1")
+    world = detect_world()
+    try:
+        resolved = load_config(with_world_size(overrides, world.world_size))
+        cfg = validate(to_typed(resolved))
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return exit_codes.CONFIG_ERROR
+    from infinity_train.train.trainer import NonFiniteError, Trainer
+
+    try:
+        return Trainer(cfg, resolved, world).fit()
+    except (CheckpointMismatch, FileNotFoundError, ConfigError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return exit_codes.CONFIG_ERROR
+    except NonFiniteError as error:
+        log.error("%s", error)
+        print(f"error: {error}", file=sys.stderr)
+        return exit_codes.NON_FINITE
+    finally:
+        destroy_process_group()

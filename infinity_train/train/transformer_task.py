@@ -1,0 +1,171 @@
+"""Training the Infinity transformer on a frozen tokenizer and text encoder.
+
+A batch becomes: the tokenizer's continuous latent F (online from images, or read from a cache), the
+packed caption embeddings, and the scale schedule of the batch's aspect template. Each step builds the
+teacher-forcing inputs and labels with bitwise self-correction; validation uses plain teacher forcing
+(no flips, no caption dropout, no drop-path) so its loss is comparable across runs.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+from typing import Any, Mapping
+
+import torch
+import torch.nn as nn
+
+from infinity_train import scales
+from infinity_train.build import build_text_encoder, build_transformer, load_trained_tokenizer
+from infinity_train.config.schema import TrainConfig
+from infinity_train.models.loss import bitwise_loss
+from infinity_train.optim import peak_lr
+from infinity_train.sizing import forward_flops_per_image, parameter_counts, shape_from_config
+from infinity_train.tokenizer import bitwise_self_correction
+from infinity_train.train.task import Metrics, Task
+
+LN2 = math.log(2.0)
+
+
+class TransformerTask(Task):
+    name = "transformer"
+
+    def __init__(self, cfg: TrainConfig, device: torch.device, bf16: bool) -> None:
+        super().__init__(device, bf16)
+        self.cfg = cfg
+        self.shape = shape_from_config(cfg)
+        self.model = build_transformer(cfg)
+        self.tokenizer = load_trained_tokenizer(cfg, device)
+        self.text_encoder = build_text_encoder(cfg, device)
+        if self.text_encoder.hidden_dim != self.shape.text_dim:
+            raise ValueError(f"text encoder {cfg.model.text_encoder.name} is {self.text_encoder.hidden_dim}-dim, the model expects {self.shape.text_dim}")
+        self.token_dim = self.tokenizer.token_dim
+        if self.token_dim != self.model.bits:
+            raise ValueError(f"the tokenizer gives {self.token_dim} bits per token, the model predicts {self.model.bits}")
+        self.num_scales = scales.num_scales(cfg.data.resolution)
+
+    # ---- modules
+
+    def trained_modules(self) -> dict[str, nn.Module]:
+        return {"model": self.model}
+
+    def learning_rate(self, unit: str) -> float:
+        return peak_lr(self.cfg)
+
+    def fingerprint(self) -> dict[str, Any]:
+        s = self.shape
+        return {
+            "task": self.name, "depth": s.depth, "width": s.width, "heads": s.heads, "bits": s.bits,
+            "text_dim": s.text_dim, "text_max_len": s.text_max_len, "mlp_ratio": s.mlp_ratio, "max_scales": s.max_scales,
+        }
+
+    def summary(self) -> dict[str, Any]:
+        counts = parameter_counts(self.shape)
+        return {
+            "params_total": counts["total"], "params_non_embedding": counts["non_embedding"],
+            "depth": self.shape.depth, "width": self.shape.width, "heads": self.shape.heads, "bits": self.shape.bits,
+        }
+
+    # ---- batches
+
+    def prepare(self, batch: dict[str, Any], training: bool) -> dict[str, Any]:
+        schedule = scales.scale_schedule(self.cfg.data.resolution, batch["h_div_w"])
+        if "latents" in batch:  # a cached batch: F and the caption embeddings were precomputed
+            latent = batch["latents"].to(self.device, non_blocking=True).float()
+            text = _packed_from_list(batch["text"], self.device)
+        else:
+            images = batch["images"].to(self.device, non_blocking=True)
+            with torch.no_grad(), self.autocast():
+                latent = self.tokenizer.encode(images).float()
+            encoded = self.text_encoder.encode(batch["captions"])
+            text = (encoded.tokens, encoded.cu_seqlens, encoded.max_seqlen)
+        height, width = scales.pixel_size(self.cfg.data.resolution, batch["h_div_w"])
+        return {
+            "latent": latent,
+            "text": text,
+            "schedule": schedule,
+            "pixels": height * width,
+            "text_lengths": (text[1][1:] - text[1][:-1]).tolist(),
+            "captions": batch.get("captions"),
+            "specs": batch.get("specs"),
+        }
+
+    def loss(self, unit: str, micro: dict[str, Any], step: int) -> tuple[torch.Tensor, Metrics]:
+        sc = self.cfg.model.self_correction
+        corrected = bitwise_self_correction(micro["latent"], micro["schedule"], sc.prob, sc.num_scales, patchify=self.tokenizer.patchify)
+        with self.autocast():
+            logits = self.units["model"].module(corrected.inputs, micro["text"], micro["schedule"])
+        result = bitwise_loss(logits, corrected.flat_labels, micro["schedule"])
+        lengths = torch.tensor([h * w for h, w in micro["schedule"]], dtype=torch.float32, device=self.device)
+        return result.loss, {
+            "loss": result.loss.detach(),
+            "bit_accuracy": (result.scale_bit_accuracy * lengths).sum() / lengths.sum(),
+            "token_accuracy": result.token_accuracy,
+            "loss_scale": result.scale_losses,
+            "bit_accuracy_scale": result.scale_bit_accuracy,
+        }
+
+    def work(self, micro: dict[str, Any]) -> tuple[int, int, float]:
+        schedule = micro["schedule"]
+        images = len(micro["text_lengths"])
+        flops = sum(_train_flops(self.shape, schedule, length) for length in micro["text_lengths"])
+        return images, images * scales.num_tokens(schedule), float(flops)
+
+    # ---- validation
+
+    @torch.no_grad()
+    def validation_sums(self, micro: dict[str, Any]) -> dict[str, torch.Tensor]:
+        schedule = micro["schedule"]
+        plain = bitwise_self_correction(micro["latent"], schedule, 0.0, 0, patchify=self.tokenizer.patchify)
+        with self.autocast():
+            logits = self.units["model"].module(plain.inputs, micro["text"], schedule)
+        result = bitwise_loss(logits, plain.flat_labels, schedule)
+        images = float(len(micro["text_lengths"]))
+        lengths = [h * w for h, w in schedule]
+        sums = {
+            "images": torch.tensor(images),
+            "pixels": torch.tensor(images * micro["pixels"]),
+            "loss": result.loss.double().cpu() * images,
+            "tokens": torch.tensor(images * sum(lengths)),
+            "tokens_correct": result.token_accuracy.double().cpu() * images * sum(lengths),
+        }
+        for k, n in enumerate(lengths):
+            sums[f"tokens_scale/{k}"] = torch.tensor(images * n)
+            sums[f"ce_scale/{k}"] = result.scale_losses[k].double().cpu() * images * n
+            sums[f"correct_scale/{k}"] = result.scale_bit_accuracy[k].double().cpu() * images * n
+        return {k: v.double() for k, v in sums.items()}
+
+    def validation_metrics(self, sums: Mapping[str, float]) -> dict[str, float]:
+        k_range = range(self.num_scales)
+        ce_total = sum(sums[f"ce_scale/{k}"] for k in k_range)  # nats, summed over tokens, mean over bits
+        correct = sum(sums[f"correct_scale/{k}"] for k in k_range)
+        bits_total = ce_total * self.token_dim / LN2
+        metrics = {
+            "val/loss": sums["loss"] / sums["images"],
+            "val/ce_per_bit": ce_total / sums["tokens"],
+            "val/bits_per_token": bits_total / sums["tokens"],
+            "val/bits_per_image": bits_total / sums["images"],
+            "val/bits_per_pixel": bits_total / sums["pixels"],
+            "val/bit_accuracy": correct / sums["tokens"],
+            "val/token_accuracy": sums["tokens_correct"] / sums["tokens"],
+            "val/images": sums["images"],
+        }
+        for k in k_range:
+            metrics[f"val/ce_scale/{k}"] = sums[f"ce_scale/{k}"] / sums[f"tokens_scale/{k}"]
+            metrics[f"val/bit_accuracy_scale/{k}"] = sums[f"correct_scale/{k}"] / sums[f"tokens_scale/{k}"]
+        return metrics
+
+
+@lru_cache(maxsize=4096)
+def _train_flops(shape, schedule: tuple[tuple[int, int], ...], text_tokens: int) -> int:
+    return 3 * forward_flops_per_image(shape, schedule, text_tokens)["forward_total"]
+
+
+def _packed_from_list(texts: Any, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Caption embeddings of a cached batch (a list of (len_i, Dt) tensors or a PackedText) as the
+    (tokens, cu_seqlens, max_seqlen) triple the model takes."""
+    if hasattr(texts, "cu_seqlens"):
+        return texts.tokens.to(device).float(), texts.cu_seqlens.to(device), int(texts.max_seqlen)
+    lengths = [t.shape[0] for t in texts]
+    cu = torch.tensor([0, *torch.tensor(lengths).cumsum(0).tolist()], dtype=torch.int32, device=device)
+    return torch.cat(list(texts)).to(device).float(), cu, max(lengths)
