@@ -8,26 +8,25 @@ from pathlib import Path
 
 import torch
 
-from infinity_train.config import model_shape
 from infinity_train.config.schema import TrainConfig
 from infinity_train.config.text_encoders import resolve_text_encoder
 from infinity_train.models.infinity import InfinityTransformer
+from infinity_train.sizing import shape_from_config
 from infinity_train.tokenizer import BitwiseTokenizer, load_tokenizer_checkpoint
 
 log = logging.getLogger(__name__)
 
 
 def build_transformer(cfg: TrainConfig, device: torch.device | str = "cpu") -> InfinityTransformer:
-    width, heads = model_shape(cfg.model)
-    text = resolve_text_encoder(cfg.model.text_encoder)
+    shape = shape_from_config(cfg)
     with torch.device(device):
         return InfinityTransformer(
-            width=width,
-            depth=cfg.model.depth,
-            heads=heads,
-            bits=cfg.tokenizer.d,
-            text_dim=text.dim,
-            text_max_len=text.max_length,
+            width=shape.width,
+            depth=shape.depth,
+            heads=shape.heads,
+            bits=shape.bits,
+            text_dim=shape.text_dim,
+            text_max_len=shape.text_max_len,
             mlp_ratio=cfg.model.mlp_ratio,
             drop_path=cfg.model.drop_path,
             cond_drop=cfg.model.cond_drop,

@@ -21,12 +21,14 @@ import random
 import re
 import shutil
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed as dist
 import torch.distributed.checkpoint as dcp
 import torch.nn as nn
 
@@ -150,10 +152,12 @@ class Checkpointer:
                 unit.save(partial)  # type: ignore[attr-defined]
         else:
             state = self._state(units, extra_modules)
+            single = not dist.is_initialized()
+            warnings.filterwarnings("ignore", message="torch.distributed is disabled", category=UserWarning)
             if self.async_save:
-                future = dcp.async_save(state, checkpoint_id=str(partial / "dcp"))
+                future = dcp.async_save(state, checkpoint_id=str(partial / "dcp"), no_dist=single)
             else:
-                dcp.save(state, checkpoint_id=str(partial / "dcp"))
+                dcp.save(state, checkpoint_id=str(partial / "dcp"), no_dist=single)
         torch.save(dict(rank_state), partial / "ranks" / f"rank{self.world.rank:05d}.pt")
         full_meta = {"format": FORMAT, "step": step, "world_size": self.world.world_size, "time": time.time(), **meta}
         self._pending = (future, partial, final, full_meta)
@@ -205,7 +209,8 @@ class Checkpointer:
                 unit.load(path)  # type: ignore[attr-defined]
         else:
             state = self._state(units, extra_modules)
-            dcp.load(state, checkpoint_id=str(path / "dcp"))
+            warnings.filterwarnings("ignore", message="torch.distributed is disabled", category=UserWarning)
+            dcp.load(state, checkpoint_id=str(path / "dcp"), no_dist=not dist.is_initialized())
             for unit in units:
                 unit.load_state_dict(state[unit.name])  # type: ignore[attr-defined]
             for name, module in extra_modules.items():

@@ -110,7 +110,7 @@ def shape_from_config(cfg: "TrainConfig") -> TransformerShape:
         depth=cfg.model.depth,
         width=width,
         heads=heads,
-        bits=cfg.tokenizer.d,
+        bits=cfg.tokenizer.d * (4 if cfg.tokenizer.patchify else 1),  # a patchified token carries 2x2 latent positions
         text_dim=text.dim,
         text_max_len=text.max_length,
         mlp_ratio=cfg.model.mlp_ratio,

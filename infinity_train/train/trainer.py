@@ -170,7 +170,8 @@ class Trainer:
                 if self.held_out is not None and ((lg.val_every and step % lg.val_every == 0) or step == total):
                     self.validate()
                 stopping = preemption.any_rank_received(self.device)
-                if stopping or step == total or (lg.checkpoint_every and step % lg.checkpoint_every == 0) or step in lg.checkpoint_steps:
+                scheduled = step == total or (lg.checkpoint_every and step % lg.checkpoint_every == 0) or step in lg.checkpoint_steps
+                if stopping or (scheduled and self.state.nonfinite_in_a_row == 0):  # no save inside a non-finite streak
                     self.save()
                 if stopping:
                     log.warning("checkpointed at step %d after a stop signal; exiting with status %d to be requeued", step, exit_codes.REQUEUE)
