@@ -8,6 +8,7 @@ checkpointing, compilation and FSDP wrapping all use that one list.
 from __future__ import annotations
 
 import logging
+import warnings
 import torch
 import torch.nn as nn
 from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import checkpoint_wrapper
@@ -89,6 +90,8 @@ def apply_fsdp(model: nn.Module, slots: list[BlockSlot], parallel: ParallelConfi
     when training in bf16; HSDP shards within and replicates across the outer mesh dimension."""
     from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
+    # The root returns the logits as a view; nothing modifies them in place, so FSDP's warning does not apply.
+    warnings.filterwarnings("ignore", message=r"FSDP2-wrapped module .* returned a view tensor", category=UserWarning)
     mesh = _device_mesh(parallel, world, device)
     mp = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32) if bf16 else MixedPrecisionPolicy()
     for position, (container, index) in enumerate(slots):

@@ -112,6 +112,8 @@ def deepspeed_config(optim: OptimConfig, parallel: ParallelConfig, micro_batch: 
     zero: dict[str, Any] = {"stage": parallel.zero_stage}
     if parallel.offload_optimizer:
         zero["offload_optimizer"] = {"device": "cpu", "pin_memory": True}
+        # offloaded states are updated on the CPU by DeepSpeed's own (compiled) Adam
+        config_optimizer = {"type": "AdamW", "params": {"lr": lr, "betas": list(optim.betas), "eps": optim.eps, "weight_decay": optim.weight_decay}}
     if parallel.zero_stage == 3:
         zero["stage3_gather_16bit_weights_on_model_save"] = True
     config: dict[str, Any] = {
@@ -119,13 +121,11 @@ def deepspeed_config(optim: OptimConfig, parallel: ParallelConfig, micro_batch: 
         "gradient_accumulation_steps": optim.grad_accum_steps,
         "gradient_clipping": optim.grad_clip,
         "zero_optimization": zero,
-        "optimizer": {
-            "type": "AdamW",
-            "params": {"lr": lr, "betas": list(optim.betas), "eps": optim.eps, "weight_decay": optim.weight_decay},
-        },
         "steps_per_print": 2**31 - 1,
         "wall_clock_breakdown": False,
     }
+    if parallel.offload_optimizer:
+        config["optimizer"] = config_optimizer
     if bf16:
         config["bf16"] = {"enabled": True, "check_grad_overflow": True}
     return config
@@ -143,8 +143,10 @@ class DeepSpeedUnit(TrainUnit):
         self.name, self.model, self.accum_steps = name, model, optim.grad_accum_steps
         parallelize(model, parallel, world, device, bf16)  # checkpointing and compile; ZeRO shards
         config = deepspeed_config(optim, parallel, micro_batch, lr, bf16)
+        # without offload, ZeRO wraps the same torch AdamW the other strategies use (no compiled op)
+        optimizer = None if parallel.offload_optimizer else build_adamw(model, optim, lr, device)
         self.engine, self.optimizer, _, _ = deepspeed.initialize(
-            model=model, model_parameters=parameter_groups(model, optim.weight_decay), config=config
+            model=model, optimizer=optimizer, model_parameters=parameter_groups(model, optim.weight_decay) if optimizer is None else None, config=config
         )
         self.module = self.engine
 

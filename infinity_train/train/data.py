@@ -4,6 +4,7 @@ cached shards, read by the streaming reader; and a held-out set every rank can r
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,12 @@ from infinity_train.distributed import World, barrier
 
 log = logging.getLogger(__name__)
 
-SYNTHETIC_SAMPLES_PER_SHARD = 256  # enough shards for several ranks x workers at the default sizes
+MAX_SAMPLES_PER_SHARD = 256
+MIN_SHARDS = 16  # the epoch-mode reader needs a shard per (rank, worker) slot
+
+
+def synthetic_samples_per_shard(count: int) -> int:
+    return max(1, min(MAX_SAMPLES_PER_SHARD, math.ceil(count / MIN_SHARDS)))
 
 
 def prepare_synthetic(data: DataConfig, world: World) -> Path:
@@ -27,7 +33,7 @@ def prepare_synthetic(data: DataConfig, world: World) -> Path:
             if count == 0:
                 continue
             report = write_synthetic_dataset(
-                root, count, data.resolution, data.aspect_ratios, samples_per_shard=SYNTHETIC_SAMPLES_PER_SHARD, seed=data.seed, split=split
+                root, count, data.resolution, data.aspect_ratios, samples_per_shard=synthetic_samples_per_shard(count), seed=data.seed, split=split
             )
             log.info("synthetic data: %s", report.summary())
     barrier()

@@ -43,10 +43,12 @@ def main(argv: list[str] | None = None) -> int:
     from infinity_train.train.trainer import NonFiniteError, Trainer
 
     try:
-        return Trainer(cfg, resolved, world).fit()
-    except (CheckpointMismatch, FileNotFoundError, ConfigError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return exit_codes.CONFIG_ERROR
+        try:
+            trainer = Trainer(cfg, resolved, world)
+        except (CheckpointMismatch, FileNotFoundError, ConfigError, ValueError) as error:
+            print(f"error: {error}", file=sys.stderr)  # a missing input or an impossible setting
+            return exit_codes.CONFIG_ERROR
+        return trainer.fit()
     except NonFiniteError as error:
         log.error("%s", error)
         print(f"error: {error}", file=sys.stderr)

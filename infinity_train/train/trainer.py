@@ -85,7 +85,7 @@ class Trainer:
         self.accum = cfg.optim.grad_accum_steps
         self.micro_batch = cfg.data.global_batch_size // (world.world_size * self.accum)
 
-        torch.manual_seed(step_seed(cfg.seed, 0, world.rank))
+        torch.manual_seed(cfg.seed)  # the same initial weights on every rank (FSDP shards each rank's own copy)
         self.task = build_task(cfg, self.device, self.bf16)
         self.units: dict[str, TrainUnit] = {
             name: build_unit(name, module, cfg.optim, cfg.parallel, world, self.device, self.micro_batch, self.task.learning_rate(name), self.bf16)
