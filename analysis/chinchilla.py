@@ -89,7 +89,10 @@ class ChinchillaFit:
 
     @property
     def G(self) -> float:
-        return (self.alpha * self.A / (self.beta * self.B)) ** (1.0 / (self.alpha + self.beta))
+        """NaN when alpha A / (beta B) <= 0 (e.g. beta fitted to 0: no data term), where no real G exists."""
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = np.float64(self.alpha * self.A) / np.float64(self.beta * self.B)
+            return float(ratio ** (1.0 / (self.alpha + self.beta))) if ratio > 0 else float("nan")
 
     def predict(self, params: np.ndarray, tokens: np.ndarray) -> np.ndarray:
         return chinchilla_loss(params, tokens, self.E, self.A, self.B, self.alpha, self.beta)

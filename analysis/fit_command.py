@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
+import pandas as pd
 
 from analysis import report
 from analysis.chinchilla import ChinchillaFit, fit_chinchilla
@@ -38,6 +39,8 @@ class FitRequest:
     tokens_from: TokensFrom = "6nd"
     tokens_per_image: float | None = None
     pool_bits: bool = False
+    include_partial: bool = False
+    """Keep rows whose ``status`` column (written by ``collect``) is not "complete"."""
 
 
 @dataclass(frozen=True)
@@ -49,7 +52,7 @@ class FitOutcome:
 def run_fit(request: FitRequest) -> FitOutcome:
     clock = time.perf_counter()
     check_request(request)
-    data = _load(request)
+    data, dropped = _load(request)
     loss_unit = "as given"
     if request.tokens_per_image is not None:
         data["loss"] = bits_per_image(data["loss"], data["bits"], request.tokens_per_image)
@@ -57,14 +60,15 @@ def run_fit(request: FitRequest) -> FitOutcome:
 
     if request.form == "vocab":
         fit = fit_vocab(data["params"], data["bits"], data["loss"], **_fit_options(request))
-        return _vocab_outcome(fit, data, loss_unit)
+        outcome = _vocab_outcome(fit, data, loss_unit)
+        return FitOutcome(_with_dropped(outcome.text, dropped), outcome.record | {"rows_dropped": dropped})
 
     fit_rows = _fitter(request, data)
     x_name = _x_name(request, data)
     if "bits" not in data or request.pool_bits or np.unique(data["bits"]).size == 1:
         fit = fit_rows(np.ones(data["loss"].size, dtype=bool))
-        record = report.to_dict(fit, x_name=x_name) | {"loss_unit": loss_unit}
-        return FitOutcome(report.render(fit, x_name=x_name), record)
+        record = report.to_dict(fit, x_name=x_name) | {"loss_unit": loss_unit, "rows_dropped": dropped}
+        return FitOutcome(_with_dropped(report.render(fit, x_name=x_name), dropped), record)
 
     fits = fit_per_bits(data["bits"], fit_rows)
     summary_text, summary = _best_bits_summary(request, data, fits)
@@ -77,9 +81,16 @@ def run_fit(request: FitRequest) -> FitOutcome:
         "by_bits": {f"{d:g}": report.to_dict(f, x_name=x_name) for d, f in fits.items()},
         "best_bits": summary,
         "n_points": int(data["loss"].size),
+        "rows_dropped": dropped,
         "seconds": time.perf_counter() - clock,
     }
-    return FitOutcome("\n\n".join([*blocks, summary_text]), record)
+    return FitOutcome(_with_dropped("\n\n".join([*blocks, summary_text]), dropped), record)
+
+
+def _with_dropped(text: str, dropped: list[str]) -> str:
+    if not dropped:
+        return text
+    return text + f"\nleft out {len(dropped)} row{'s' if len(dropped) > 1 else ''}: " + "; ".join(dropped)
 
 
 def _count(mask: np.ndarray) -> int:
@@ -90,8 +101,9 @@ def _fit_options(request: FitRequest) -> dict[str, Any]:
     return {"n_bootstrap": request.n_bootstrap, "seed": request.seed, "ci": request.ci, "holdout_largest": request.holdout}
 
 
-def _load(request: FitRequest) -> dict[str, np.ndarray]:
-    table = read_table(request.csv)
+def _load(request: FitRequest) -> tuple[dict[str, np.ndarray], list[str]]:
+    """The columns the form needs, and a note per row left out (not complete, or not a transformer run)."""
+    table, dropped = _runs_to_fit(read_table(request.csv), request.include_partial)
     names = request.columns
     present = {role for role, name in names.items() if name in table.columns}
     needed: set[str] = {"loss"}
@@ -120,7 +132,31 @@ def _load(request: FitRequest) -> dict[str, np.ndarray]:
     needed |= request.named_columns & optional
     required = {role: names[role] for role in sorted(needed, key=list(DEFAULT_COLUMNS).index)}
     optional_columns = {role: names[role] for role in optional - needed}
-    return select_columns(table, request.csv, required, optional_columns)
+    return select_columns(table, request.csv, required, optional_columns), dropped
+
+
+def _runs_to_fit(table: pd.DataFrame, include_partial: bool) -> tuple[pd.DataFrame, list[str]]:
+    """Rows of a results index (``status`` and ``task`` columns, when present) that belong in a fit.
+
+    The index labels are kept, so messages about bad values still name the CSV's data rows.
+    """
+    keep = pd.Series(True, index=table.index)
+    reasons = pd.Series("", index=table.index)
+    if "task" in table.columns:
+        other = table["task"].astype(str).str.strip() != "transformer"
+        keep &= ~other
+        reasons[other] = "a " + table["task"].astype(str)[other] + " run"
+    if "status" in table.columns and not include_partial:
+        unfinished = keep & (table["status"].astype(str).str.strip() != "complete")
+        keep &= ~unfinished
+        reasons[unfinished] = table["status"].astype(str)[unfinished] + " (use --include-partial to keep it)"
+    def name(label: int) -> str:
+        return str(table.at[label, "run"]) if "run" in table.columns else f"data row {label + 1}"
+
+    dropped = [f"{name(label)}: {reasons[label]}" for label in table.index[~keep]]
+    if not keep.any():
+        raise FitInputError(f"no rows left to fit in the CSV: {'; '.join(dropped[:3])}{' ...' if len(dropped) > 3 else ''}")
+    return table[keep], dropped
 
 
 def _x_name(request: FitRequest, data: dict[str, np.ndarray]) -> str | None:

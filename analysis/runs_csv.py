@@ -20,8 +20,12 @@ CSV schema: a header row, then one row per training run. Columns (rename with --
   loss    final or validation loss                     always
   flops   training compute C (default 6 N D)           optional
   bits    bits per token d (vocabulary 2^d)            optional: one fit per d; required by vocab
+  status  run status, as `collect` writes it          optional: rows not 'complete' are left out
+                                                       unless --include-partial
+  task    'transformer' or 'tokenizer'                 optional: only transformer rows are fitted
 Other columns are ignored. Every value used must be finite and > 0. Data rows are
-counted from 1, the first line after the header."""
+counted from 1, the first line after the header. `infinity-analyze collect` writes
+this schema (params = params_non_embedding; pick params_total with --params-col)."""
 
 
 def read_table(path: str | Path) -> pd.DataFrame:
@@ -50,7 +54,8 @@ def select_columns(
     """Arrays for each role: ``required``/``optional`` map a role (``"loss"``) to its column name.
 
     Optional roles whose column is absent are left out. Every column used must hold
-    finite positive numbers; otherwise one FitInputError lists the offending rows.
+    finite positive numbers; otherwise one FitInputError lists the offending rows, named by
+    the table's index (data row = label + 1, as :func:`read_table` numbers them from 0).
     """
     optional = optional or {}
     missing = [(role, name) for role, name in required.items() if name not in table.columns]
@@ -63,7 +68,7 @@ def select_columns(
     problems = []
     for role, name in roles.items():
         values = pd.to_numeric(table[name], errors="coerce").to_numpy(dtype=float)
-        problem = _describe_bad_values(name, values)
+        problem = _describe_bad_values(name, values, table.index.to_numpy())
         if problem:
             problems.append(problem)
         columns[role] = values
@@ -72,14 +77,14 @@ def select_columns(
     return columns
 
 
-def _describe_bad_values(name: str, values: np.ndarray) -> str:
+def _describe_bad_values(name: str, values: np.ndarray, labels: np.ndarray) -> str:
     missing = ~np.isfinite(values)
     non_positive = np.isfinite(values) & (values <= 0)
     parts = []
     if missing.any():
-        parts.append(f"{_count(missing, 'missing, non-numeric or infinite value')} ({_rows(missing)})")
+        parts.append(f"{_count(missing, 'missing, non-numeric or infinite value')} ({_rows(labels[missing])})")
     if non_positive.any():
-        parts.append(f"{_count(non_positive, 'non-positive value')} ({_rows(non_positive)})")
+        parts.append(f"{_count(non_positive, 'non-positive value')} ({_rows(labels[non_positive])})")
     return f"column '{name}' has " + " and ".join(parts) if parts else ""
 
 
@@ -88,8 +93,8 @@ def _count(mask: np.ndarray, noun: str) -> str:
     return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
-def _rows(mask: np.ndarray) -> str:
-    rows = np.flatnonzero(mask) + 1
+def _rows(labels: np.ndarray) -> str:
+    rows = np.asarray(labels, dtype=int) + 1
     listed = ", ".join(str(r) for r in rows[:_MAX_LISTED])
     more = f" and {rows.size - _MAX_LISTED} more" if rows.size > _MAX_LISTED else ""
     return f"data row{'' if rows.size == 1 else 's'} {listed}{more}"

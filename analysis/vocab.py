@@ -211,13 +211,15 @@ def fit_per_bits(bits: np.ndarray, fit_group: Callable[[np.ndarray], FitT]) -> d
 
 
 def best_bits(fits: Mapping[float, FitT], predicted_loss: Callable[[FitT], np.ndarray]) -> np.ndarray:
-    """For each evaluation point, the d whose fit predicts the lowest loss (losses in a d-independent unit).
+    """For each evaluation point, the d whose fit predicts the lowest finite loss (NaN if none does).
 
-    E.g. per-d power laws in N: ``best_bits(fits, lambda fit: fit.predict(params))``.
+    Losses must be in a d-independent unit. E.g. per-d power laws in N: ``best_bits(fits, lambda fit: fit.predict(params))``.
     """
-    options = list(fits)
+    options = np.asarray(list(fits), dtype=float)
     losses = np.stack([np.asarray(predicted_loss(fits[d]), dtype=float) for d in options])
-    return np.asarray(options)[np.argmin(losses, axis=0)]
+    finite = np.isfinite(losses)
+    winners = options[np.argmin(np.where(finite, losses, np.inf), axis=0)]
+    return np.where(finite.any(axis=0), winners, np.nan)  # a d whose law predicts NaN never wins
 
 
 def compute_optimal_bits(fits: Mapping[float, ChinchillaFit], compute: np.ndarray | float) -> np.ndarray:
