@@ -1,12 +1,15 @@
-"""The module's parameters follow the documented structure exactly (the analytic counter relies on it)."""
+"""The module's parameters follow the documented structure exactly (the analytic counter relies on it), and every
+configured rung built by ``build_transformer`` has the size ``describe_config`` reports."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
+from infinity_train.build import build_transformer
+from infinity_train.config import conf_dir, load_config, to_typed, validate
 from infinity_train.models.infinity import InfinityTransformer, ffn_hidden_width
-from infinity_train.sizing import TransformerShape, parameter_counts
+from infinity_train.sizing import TransformerShape, describe_config, parameter_counts
 
 
 def expected_block(C: int, H: int, hid: int) -> int:
@@ -90,3 +93,36 @@ def test_model_ladder_matches_published_sizes(depth, C, H, millions):
     with torch.device("meta"):
         model = InfinityTransformer(C, depth, H, 32, 2048, 512)
     assert round(numel(model) / 1e6, 1) == pytest.approx(millions, abs=0.051)
+
+
+# ---------------------------------------------------------------- every configured rung, built from its config
+
+DEBUG_RUNGS = sorted(path.stem for path in (conf_dir() / "model").glob("debug*.yaml"))
+LARGE_RUNGS = {  # option -> published parameters (millions) at tokenizer d=32 (DESIGN.md section 4)
+    "layer12": 125.2, "layer16": 361.6, "layer24": 940.9, "layer32": 2257.0, "layer40": 4716.0, "layer48": 8770.0, "2b": 2205.0, "20b": 19950.0,
+}
+
+
+def rung_config(name: str, *overrides: str):
+    return validate(to_typed(load_config([f"model={name}", *overrides])))
+
+
+def test_the_debug_rungs_are_found():
+    assert {"debug1", "debug2", "debug4", "debug8"} <= set(DEBUG_RUNGS)
+
+
+@pytest.mark.parametrize("name", DEBUG_RUNGS)
+def test_built_debug_rung_matches_describe(name):
+    cfg = rung_config(name)
+    model = build_transformer(cfg, device="cpu")
+    assert numel(model) == describe_config(cfg)["parameters"]["total"]
+    assert (model.depth, model.width, model.heads) == (cfg.model.depth, 64 * cfg.model.depth, cfg.model.depth)
+
+
+@pytest.mark.parametrize("name", sorted(LARGE_RUNGS))
+def test_built_large_rung_matches_describe_and_published_size(name):
+    cfg = rung_config(name, "tokenizer=d32")
+    model = build_transformer(cfg, device=torch.device("meta"))
+    assert next(model.parameters()).is_meta
+    assert numel(model) == describe_config(cfg)["parameters"]["total"]
+    assert numel(model) / 1e6 == pytest.approx(LARGE_RUNGS[name], rel=6e-4)
