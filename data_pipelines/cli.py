@@ -2,6 +2,10 @@
 
     python -m data_pipelines.cli synthetic --out DIR --num-samples N --resolution R [...]
     python -m data_pipelines.cli check --shards PATTERN_OR_DIR [--split S] [--limit N]
+    python -m data_pipelines.cli from-folder FOLDER --out DIR [--split S] [--samples-per-shard N]
+    python -m data_pipelines.cli from-manifest MANIFEST.{csv,jsonl} --out DIR [...]
+    python -m data_pipelines.cli validate-wds --shards DIR_OR_PATTERN [--split S]
+    python -m data_pipelines.cli cache --shards RAW --out DIR --tokenizer CKPT --resolution R [...]
 
 Each subcommand is an ``add_<name>_command(subparsers)`` function that registers its arguments
 and sets ``run``. Bad arguments print one line on stderr and exit with status 2.
@@ -13,58 +17,15 @@ import argparse
 import io
 import json
 import sys
-import time
 from collections.abc import Sequence
-from typing import Any, NoReturn
+from typing import Any
 
-from infinity_train.scales import ASPECT_RATIOS, SUPPORTED_RESOLUTIONS, resolve_template
+from infinity_train.scales import ASPECT_RATIOS, SUPPORTED_RESOLUTIONS
 
-PROG = "infinity-data"
-
-
-class UsageError(Exception):
-    """A bad command line: reported as one line on stderr, exit status 2."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(f"{self.prog}: error: {message}")
-
-
-class Progress:
-    """Counts work done: a tqdm bar on an interactive terminal, else a log line every 10%
-    (every ``unknown_total_every`` items when the total is unknown)."""
-
-    def __init__(self, total: int | None, description: str, unknown_total_every: int = 1000) -> None:
-        self.total, self.description, self.done = total, description, 0
-        self._started = time.monotonic()
-        self._next_report = 0.1
-        self._every = unknown_total_every
-        self._bar = None
-        if sys.stderr.isatty():
-            from tqdm import tqdm
-
-            self._bar = tqdm(total=total, desc=description, unit="sample", file=sys.stderr)
-
-    def __call__(self, count: int = 1) -> None:
-        self.done += count
-        if self._bar is not None:
-            self._bar.update(count)
-            return
-        elapsed = time.monotonic() - self._started
-        if self.total is None:
-            if self.done % self._every < count:
-                print(f"{self.description}: {self.done} done ({elapsed:.1f}s)", file=sys.stderr, flush=True)
-            return
-        fraction = self.done / self.total if self.total else 1.0
-        if fraction >= self._next_report or self.done == self.total:
-            print(f"{self.description}: {self.done}/{self.total} ({fraction:.0%}, {elapsed:.1f}s)", file=sys.stderr, flush=True)
-            while self._next_report <= fraction:
-                self._next_report += 0.1
-
-    def close(self) -> None:
-        if self._bar is not None:
-            self._bar.close()
+from .cli_support import PROG, Parser, Progress, UsageError, parse_aspect_ratios, require_at_least
+from .cli_support import join_values as _join
+from .commands.caching import add_cache_command
+from .commands.writing import add_from_folder_command, add_from_manifest_command, add_validate_wds_command
 
 
 # ---- synthetic ---------------------------------------------------------------------------------
@@ -95,10 +56,10 @@ def run_synthetic(args: argparse.Namespace) -> int:
 
     if args.resolution not in SUPPORTED_RESOLUTIONS:
         raise UsageError(f"{PROG} synthetic: error: --resolution {args.resolution} is not supported; choose one of {_join(SUPPORTED_RESOLUTIONS)}")
-    aspect_ratios = _parse_aspect_ratios(args.aspect_ratios)
-    for flag, value, minimum in (("--num-samples", args.num_samples, 1), ("--samples-per-shard", args.samples_per_shard, 1), ("--val-samples", args.val_samples, 0)):
-        if value is not None and value < minimum:
-            raise UsageError(f"{PROG} synthetic: error: {flag} must be >= {minimum}, got {value}")
+    aspect_ratios = parse_aspect_ratios(args.aspect_ratios, "synthetic")
+    require_at_least(
+        "synthetic", (("--num-samples", args.num_samples, 1), ("--samples-per-shard", args.samples_per_shard, 1), ("--val-samples", args.val_samples, 0))
+    )
     val_samples = min(256, max(1, args.num_samples // 10)) if args.val_samples is None else args.val_samples
 
     for split, count in (("train", args.num_samples), ("val", val_samples)):
@@ -121,16 +82,6 @@ def run_synthetic(args: argparse.Namespace) -> int:
             progress.close()
         print(report.summary())
     return 0
-
-
-def _parse_aspect_ratios(text: str) -> list[float]:
-    ratios = []
-    for item in text.split(","):
-        try:
-            ratios.append(resolve_template(float(item)))
-        except ValueError:
-            raise UsageError(f"{PROG} synthetic: error: --aspect-ratios item {item.strip()!r} is not an aspect template; templates: {_join(ASPECT_RATIOS)}") from None
-    return ratios
 
 
 # ---- check -------------------------------------------------------------------------------------
@@ -190,10 +141,14 @@ def run_check(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog=PROG, description="Data tools for infinity-train.")
-    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
+    parser = Parser(prog=PROG, description="Data tools for infinity-train.")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
     add_synthetic_command(subparsers)
     add_check_command(subparsers)
+    add_from_folder_command(subparsers)
+    add_from_manifest_command(subparsers)
+    add_validate_wds_command(subparsers)
+    add_cache_command(subparsers)
     return parser
 
 
@@ -209,10 +164,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as error:
         print(f"{PROG}: error: {error}", file=sys.stderr)
         return 1
-
-
-def _join(values: Sequence[Any]) -> str:
-    return ", ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in values)
 
 
 if __name__ == "__main__":

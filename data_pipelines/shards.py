@@ -34,7 +34,7 @@ import os
 import re
 import tarfile
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -65,6 +65,21 @@ def brace_pattern(prefix: str, num_shards: int) -> str:
     if num_shards < 1:
         raise ValueError("a shard pattern needs at least one shard")
     return f"{prefix}-{{{0:06d}..{num_shards - 1:06d}}}.tar"
+
+
+def names_pattern(names: Sequence[str]) -> str | None:
+    """A brace pattern of exactly these shard names (``train-{000000..000003}.tar``, ``{00000..00009}.tar``)
+    when they are consecutive, equally padded numbers with one prefix; else None."""
+    parts = [re.fullmatch(r"(.*?)(\d+)\.tar", name) for name in names]
+    if not parts or not all(parts):
+        return None
+    prefixes = {m.group(1) for m in parts if m}
+    widths = {len(m.group(2)) for m in parts if m}
+    numbers = [int(m.group(2)) for m in parts if m]
+    if len(prefixes) > 1 or len(widths) > 1 or numbers != list(range(numbers[0], numbers[0] + len(numbers))):
+        return None
+    width = widths.pop()
+    return f"{prefixes.pop()}{{{numbers[0]:0{width}d}..{numbers[-1]:0{width}d}}}.tar"
 
 
 def aspect_key(h_div_w: float) -> str:
@@ -172,7 +187,7 @@ class ShardWriter:
         with open(partial, "rb") as f:
             os.fsync(f.fileno())
         self._current.num_bytes = partial.stat().st_size
-        self._current.sha256 = _sha256(partial)
+        self._current.sha256 = file_sha256(partial)
         self._current.aspect_ratios = dict(sorted(self._aspects.items()))
         os.replace(partial, final)
         self.shards.append(self._current)
@@ -292,7 +307,7 @@ def iter_samples(paths: Iterable[str | os.PathLike]) -> Iterator[dict[str, Any]]
             yield sample
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):

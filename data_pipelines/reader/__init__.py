@@ -8,11 +8,15 @@ shuffling, weighted resampled mixtures, aspect-ratio bucketing, bad-data account
             ...
             metrics.update({f"data/{k}": v for k, v in reader.stats().items()})
         checkpoint["reader"] = reader.state_dict()
+
+Captions are read from ``{key}.json`` (``long_caption`` / ``caption``, short ``text``) or an
+img2dataset ``{key}.txt``. Cached latents and text embeddings: data_pipelines.cache.build_cached_reader.
 """
 
 from .factory import build_reader
+from .formats import IMAGE_FORMAT, SampleFormat
 from .reader import StreamingReader
 from .sources import Source
 from .stats import SKIP_REASONS
 
-__all__ = ["SKIP_REASONS", "Source", "StreamingReader", "build_reader"]
+__all__ = ["IMAGE_FORMAT", "SKIP_REASONS", "SampleFormat", "Source", "StreamingReader", "build_reader"]

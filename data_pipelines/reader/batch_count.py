@@ -3,8 +3,10 @@ the largest such number (equal steps) and bucketing can still use every sample e
 
 A share with n_t samples of template t needs sum_t ceil(n_t / B) batches. The manifest's per-shard
 aspect counts give n_t exactly for whole shards and a range for a shard cut by the share's
-boundary; the bound is the largest sum over that range. Without aspect counts it falls back to
-n // B + (number of templates): every full batch plus one partial batch per template.
+boundary; samples the counts leave out (a validated shard does not count the ones the reader will
+skip) widen every template's range. The bound is the largest sum over those ranges; skipped
+samples can only lower the need. Without aspect counts it falls back to n // B + (number of
+templates): every full batch plus one partial batch per template.
 """
 
 from __future__ import annotations
@@ -21,9 +23,11 @@ def generic_batch_bound(samples: int, batch_size: int, templates: int) -> int:
     return min(samples, samples // batch_size + templates)
 
 
-def template_counts(shard: Shard, templates: Sequence[float]) -> Counter[float] | None:
-    """Samples per allowed template by the manifest, or None if unknown or inconsistent."""
-    if not shard.aspect_counts:
+def template_counts(shard: Shard, templates: Sequence[float]) -> tuple[Counter[float], int] | None:
+    """Samples per allowed template by the manifest, plus how many samples it leaves unassigned
+    (e.g. ones a validator found unusable; they may land in any template or none); None if the
+    counts are unknown or exceed the shard."""
+    if not shard.aspect_counts or shard.num_samples is None:
         return None
     counts: Counter[float] = Counter()
     try:
@@ -31,7 +35,8 @@ def template_counts(shard: Shard, templates: Sequence[float]) -> Counter[float] 
             counts[nearest_allowed_template(float(key), templates)] += int(count)
     except (TypeError, ValueError):
         return None
-    return counts if sum(counts.values()) == shard.num_samples else None
+    unknown = shard.num_samples - sum(counts.values())
+    return (counts, unknown) if unknown >= 0 else None
 
 
 def share_batch_bound(pieces: Sequence[tuple[Shard, int]], batch_size: int, templates: Sequence[float]) -> int:
@@ -40,13 +45,15 @@ def share_batch_bound(pieces: Sequence[tuple[Shard, int]], batch_size: int, temp
     low: Counter[float] = Counter()
     high: Counter[float] = Counter()
     for shard, length in pieces:
-        counts = template_counts(shard, templates)
-        if counts is None:
+        known = template_counts(shard, templates)
+        if known is None:
             return generic_batch_bound(samples, batch_size, len(templates))
-        for template, count in counts.items():
+        counts, unknown = known
+        for template in templates if unknown else counts:
+            count = counts.get(template, 0)
             if length == shard.num_samples:
                 low[template] += count
-            high[template] += min(count, length)
+            high[template] += min(count + unknown, length)
     return _max_batches(low, high, samples, batch_size)
 
 

@@ -1,8 +1,9 @@
 """One epoch of one rank as a torch IterableDataset; each DataLoader worker reads its own share.
 
-Per worker: raw samples of its share -> shuffle buffer (raw bytes, epoch-seeded) -> metadata and
-header checks -> aspect buckets -> decode and resize the batch. A resumed epoch replays the same
-steps without decoding pixels up to the first batch not yet consumed.
+Per worker: raw samples of its share -> shuffle buffer (raw bytes, epoch-seeded) -> the sample
+format's cheap checks -> aspect buckets -> the format's batch (decoded and resized images, or cached
+tensors). A resumed epoch replays the same steps without building batches up to the first one not
+yet consumed.
 """
 
 from __future__ import annotations
@@ -14,11 +15,10 @@ from typing import Any
 from torch.utils.data import IterableDataset, get_worker_info
 from webdataset.filters import shuffle
 
-from .batches import BatchMaker
 from .bucketing import AspectBucketer, BatchPlan
 from .config import ReaderConfig
+from .formats import IMAGE_FORMAT, SampleFormat
 from .plan import EpochPlan, ResampledPlan
-from .samples import prepare_sample
 from .stats import ReaderCounters
 from .tar_stream import RawSample
 
@@ -32,12 +32,20 @@ def batches_before(consumed: int, worker: int, workers: int) -> int:
 
 
 class EpochDataset(IterableDataset):
-    def __init__(self, config: ReaderConfig, plan: EpochPlan | ResampledPlan, epoch: int, consumed_batches: int = 0) -> None:
+    def __init__(
+        self,
+        config: ReaderConfig,
+        plan: EpochPlan | ResampledPlan,
+        epoch: int,
+        consumed_batches: int = 0,
+        sample_format: SampleFormat = IMAGE_FORMAT,
+    ) -> None:
         super().__init__()
         self.config = config
         self.plan = plan
         self.epoch = epoch
         self.consumed_batches = consumed_batches
+        self.sample_format = sample_format
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         info = get_worker_info()
@@ -50,7 +58,7 @@ class EpochDataset(IterableDataset):
         skip = batches_before(self.consumed_batches, worker, workers)
         counters = ReaderCounters(self.config.log_first, self.config.log_every, f"rank {self.config.rank} worker {worker}: ")
         counters.logging_enabled = skip == 0  # replayed data was logged by the interrupted run
-        maker = BatchMaker(self.config, self.epoch, counters)
+        maker = self.sample_format.batch_builder(self.config, self.epoch, counters)
         for index, plan in enumerate(self._batch_plans(worker, counters)):
             if index < skip:
                 maker.remember(plan)
@@ -65,7 +73,7 @@ class EpochDataset(IterableDataset):
     def _batch_plans(self, worker: int, counters: ReaderCounters) -> Iterator[BatchPlan]:
         slot = self.config.slot(worker)
         seed_text = f"{self.config.seed}/{self.epoch}/{slot}"
-        raw: Iterator[RawSample] = self.plan.sample_stream(worker, counters, seed_text)
+        raw: Iterator[RawSample] = self.plan.sample_stream(worker, counters, seed_text, self.sample_format.kept_extensions)
         buffer = self.config.shuffle_buffer
         if buffer > 1:
             raw = shuffle(buffer, initial=buffer, rng=random.Random(f"{seed_text}/sample-shuffle"))(raw)
@@ -78,7 +86,7 @@ class EpochDataset(IterableDataset):
         )
         for sample in raw:
             counters.add("samples_read")
-            yield from bucketer.add(prepare_sample(sample, self.config.templates, counters))
+            yield from bucketer.add(self.sample_format.prepare(sample, self.config.templates, counters))
             if bucketer.done:
                 break
         yield from bucketer.finish()

@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .config import ReaderConfig, distributed_rank_and_size, resolve_templates
+from .formats import IMAGE_FORMAT, SampleFormat
 from .plan import check_epoch_mode, default_resampled_steps
 from .reader import StreamingReader, WeightedShards
 from .sources import ShardSpec, Source, resolve_shards
@@ -37,6 +38,7 @@ def build_reader(
     timeout: float = 0.0,
     log_first: int = 5,
     log_every: int = 1000,
+    sample_format: SampleFormat = IMAGE_FORMAT,
 ) -> StreamingReader:
     """A streaming reader of image-text shards for one rank.
 
@@ -47,6 +49,8 @@ def build_reader(
     ``{"shards": ..., "weight": ...}``; ``shards`` alone is one source), ``steps_per_epoch``
     batches per rank per epoch (default: about one pass over the samples the manifests count).
     ``rank`` / ``world_size`` default to torch.distributed, else the RANK / WORLD_SIZE variables.
+    ``sample_format`` parses samples and builds batches (images by default; see
+    data_pipelines.cache.build_cached_reader for cached latents and text embeddings).
     """
     rank, world_size = distributed_rank_and_size(rank, world_size)
     config = ReaderConfig(
@@ -64,7 +68,7 @@ def build_reader(
         log_first=log_first,
         log_every=log_every,
     )
-    loader_options = {"pin_memory": pin_memory, "prefetch_factor": prefetch_factor, "timeout": timeout}
+    loader_options = {"pin_memory": pin_memory, "prefetch_factor": prefetch_factor, "timeout": timeout, "sample_format": sample_format}
     if not resampled:
         if sources is not None or shards is None:
             raise ValueError("epoch mode reads `shards`; weighted `sources` need resampled=True")
@@ -76,7 +80,7 @@ def build_reader(
 
     if (shards is None) == (sources is None):
         raise ValueError("resampled mode reads either `shards` (one source) or `sources`, not both")
-    plain = [Source(shards, 1.0, manifest, split)] if sources is None else [_as_source(s) for s in sources]
+    plain = [Source(shards, 1.0, manifest, split)] if sources is None else [as_source(s) for s in sources]
     if not plain:
         raise ValueError("resampled mode needs at least one source")
     weighted = [_weighted(source) for source in plain]
@@ -88,7 +92,7 @@ def build_reader(
     return StreamingReader(config, sources=weighted, steps_per_epoch=steps_per_epoch, **loader_options)
 
 
-def _as_source(source: SourceLike) -> Source:
+def as_source(source: SourceLike) -> Source:
     if isinstance(source, Source):
         return source
     if isinstance(source, Mapping):

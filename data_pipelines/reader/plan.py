@@ -45,9 +45,9 @@ class EpochPlan:
     def expected_samples(self, worker: int) -> int | None:
         return self.samples_per_worker[worker]
 
-    def sample_stream(self, worker: int, counters: ReaderCounters, seed_text: str) -> Iterator[RawSample]:
+    def sample_stream(self, worker: int, counters: ReaderCounters, seed_text: str, keep: frozenset[str]) -> Iterator[RawSample]:
         for piece in self.slices[worker]:
-            yield from iter_shard_samples(piece.url, counters, piece.start, piece.stop)
+            yield from iter_shard_samples(piece.url, counters, piece.start, piece.stop, keep)
 
 
 @dataclass(frozen=True)
@@ -61,8 +61,10 @@ class ResampledPlan:
     def expected_samples(self, worker: int) -> int | None:
         return None
 
-    def sample_stream(self, worker: int, counters: ReaderCounters, seed_text: str) -> Iterator[RawSample]:
-        streams = [_resampled_shards(shards, random.Random(f"{seed_text}/source{i}"), counters) for i, shards in enumerate(self.sources)]
+    def sample_stream(self, worker: int, counters: ReaderCounters, seed_text: str, keep: frozenset[str]) -> Iterator[RawSample]:
+        streams = [
+            _resampled_shards(shards, random.Random(f"{seed_text}/source{i}"), counters, keep) for i, shards in enumerate(self.sources)
+        ]
         pick = random.Random(f"{seed_text}/mixture")
         indices = range(len(streams))
         while True:
@@ -130,12 +132,14 @@ def default_resampled_steps(total_samples: int, config: ReaderConfig) -> int:
     return max(1, total_samples // (config.world_size * config.batch_size))
 
 
-def _resampled_shards(shards: Sequence[tuple[str, int | None]], rng: random.Random, counters: ReaderCounters) -> Iterator[RawSample]:
+def _resampled_shards(
+    shards: Sequence[tuple[str, int | None]], rng: random.Random, counters: ReaderCounters, keep: frozenset[str]
+) -> Iterator[RawSample]:
     empty_draws = 0
     while True:
         url, num_samples = shards[rng.randrange(len(shards))]
         got_any = False
-        for sample in iter_shard_samples(url, counters, stop=num_samples):
+        for sample in iter_shard_samples(url, counters, stop=num_samples, keep=keep):
             got_any = True
             yield sample
         empty_draws = 0 if got_any else empty_draws + 1

@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader
 
 from .config import ReaderConfig
 from .dataset import READER_INFO, EpochDataset
+from .formats import IMAGE_FORMAT, SampleFormat
 from .plan import EpochPlan, ResampledPlan, plan_epoch, resampled_batches_per_worker
 from .sources import Shard, shard_name
 from .stats import sum_counts, with_skip_total
@@ -34,8 +35,9 @@ class StreamingReader:
     """Iterating yields the rest of the current epoch (exactly ``steps_per_epoch`` batches on every
     rank for a whole epoch), then moves to the next epoch.
 
-    Batches: ``{"images": float32 (B, 3, H, W) in [-1, 1], "captions": list[str], "keys": list[str],
-    "h_div_w": float (the batch's aspect template), "specs": list[dict | None]}``.
+    Batches of the image format: ``{"images": float32 (B, 3, H, W) in [-1, 1], "captions": list[str],
+    "keys": list[str], "h_div_w": float (the batch's aspect template), "specs": list[dict | None]}``;
+    other sample formats (``sample_format``) build their own batches.
     """
 
     def __init__(
@@ -48,10 +50,12 @@ class StreamingReader:
         prefetch_factor: int | None = None,
         timeout: float = 0.0,
         multiprocessing_context: Any = None,
+        sample_format: SampleFormat = IMAGE_FORMAT,
     ) -> None:
         if config.resampled != (sources is not None) or (shards is None) == (sources is None):
             raise ValueError("give shards (epoch mode) or sources (resampled mode), matching config.resampled")
         self.config = config
+        self.sample_format = sample_format
         self.shards = tuple(shards or ())
         self.sources = tuple(sources or ())
         self._loader_options = {
@@ -99,7 +103,7 @@ class StreamingReader:
         if self.batches_in_epoch >= steps:  # an epoch fully consumed without asking for more
             self.set_epoch(self.epoch + 1)
             steps = self.steps_per_epoch
-        dataset = EpochDataset(self.config, self.plan(self.epoch), self.epoch, self.batches_in_epoch)
+        dataset = EpochDataset(self.config, self.plan(self.epoch), self.epoch, self.batches_in_epoch, self.sample_format)
         for batch in self._load(dataset):
             info = batch.pop(READER_INFO)
             self._worker_counts[info["worker"]] = info["counts"]
@@ -170,6 +174,7 @@ class StreamingReader:
 
     def _settings(self) -> dict[str, Any]:
         settings = self.config.replay_fields()
+        settings["sample_format"] = self.sample_format.name
         if self.config.resampled:
             settings["sources"] = [{"weight": s.weight, "num_shards": len(s.shards)} for s in self.sources]
             settings["batches_per_worker"] = self._resampled_batches

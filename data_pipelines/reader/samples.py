@@ -7,12 +7,12 @@ reader replays them without decoding any pixels and lands on exactly the same ba
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from .images import looks_complete, open_image
+from .metadata import MetadataError, caption_fields, parse_json_object
 from .stats import ReaderCounters
 from .tar_stream import IMAGE_EXTENSIONS, RawSample
 
@@ -42,24 +42,14 @@ def prepare_sample(raw: RawSample, templates: Sequence[float], counters: ReaderC
     if image_bytes is None:
         counters.skip("missing_image", where)
         return None
-    if "json" not in raw:
+    if "json" not in raw and "txt" not in raw:
         counters.skip("missing_json", where)
         return None
     try:
-        metadata = json.loads(raw["json"])
-    except (ValueError, UnicodeDecodeError, RecursionError) as error:  # RecursionError: absurdly deep nesting
-        counters.skip("bad_json", where, error)
-        return None
-    if not isinstance(metadata, dict):
-        counters.skip("bad_json", where, "not a JSON object")
-        return None
-    long_caption, short_caption = metadata.get("long_caption"), _text_or_none(metadata.get("text"))
-    if long_caption is not None and not isinstance(long_caption, str):
-        counters.skip("invalid_caption", where, f"long_caption is a {type(long_caption).__name__}")
-        return None
-    long_caption = (long_caption or "").strip() or short_caption
-    if not long_caption:
-        counters.skip("missing_caption", where)
+        metadata = parse_json_object(raw["json"]) if "json" in raw else {}
+        captions = caption_fields(metadata, raw.get("txt"))
+    except MetadataError as error:
+        counters.skip(error.reason, where, str(error))
         return None
     try:
         with open_image(image_bytes) as image:
@@ -81,11 +71,7 @@ def prepare_sample(raw: RawSample, templates: Sequence[float], counters: ReaderC
         width=width,
         height=height,
         template=nearest_allowed_template(height / width, templates),
-        long_caption=long_caption,
-        short_caption=short_caption,
+        long_caption=captions.long,
+        short_caption=captions.short,
         spec=spec if isinstance(spec, dict) else None,
     )
-
-
-def _text_or_none(value: Any) -> str | None:
-    return value.strip() or None if isinstance(value, str) else None

@@ -20,12 +20,16 @@ SKIP_REASONS: dict[str, str] = {
     "tar_error": "a corrupt or truncated tar stream (rest of the shard lost)",
     "duplicate_member": "a sample repeated a member extension (the repeat is ignored)",
     "missing_image": "no .jpg/.jpeg/.png/.webp member",
-    "missing_json": "no .json member",
+    "missing_json": "neither a .json nor a .txt member",
     "bad_json": ".json is not a UTF-8 JSON object",
-    "missing_caption": "neither long_caption nor text is a non-empty string",
-    "invalid_caption": "long_caption is present but not a string",
+    "missing_caption": "no non-empty caption (json long_caption, caption or text, or a .txt member)",
+    "invalid_caption": "json long_caption or caption is not a string, or .txt is not UTF-8",
     "bad_image": "image header unreadable, not JPEG/PNG/WebP, empty, too large, or data cut short",
     "image_decode_error": "image pixels failed to decode (replaced by a batch mate or the last good image)",
+    "missing_tensor": "a cached sample lacks one of its .safetensors members",
+    "bad_tensor": "a cached tensor is unreadable, not finite, or has the wrong dtype or shape",
+    "cache_mismatch": "a cached sample was made for another resolution, aspect template or model",
+    "unsafe_key": "the sample key cannot name a shard member (see data_pipelines.shards.check_key)",
 }
 
 

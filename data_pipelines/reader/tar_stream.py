@@ -1,6 +1,6 @@
 """Raw samples of one shard, read with webdataset's tar iterators; damage ends the shard, not the run.
 
-Members are kept as bytes (nothing is decoded here) and only the extensions the reader knows are
+Members are kept as bytes (nothing is decoded here) and only the extensions the caller asks for are
 kept at all, so no pickle or other unsafe payload is ever touched. Member names are used only as
 grouping keys, never as file-system paths (nothing is extracted to disk).
 """
@@ -18,13 +18,16 @@ from webdataset.tariterators import group_by_keys, tar_file_iterator
 from .stats import ReaderCounters
 
 IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp")
-KEPT_EXTENSIONS = frozenset((*IMAGE_EXTENSIONS, "json"))
+KEPT_EXTENSIONS = frozenset((*IMAGE_EXTENSIONS, "json", "txt"))
 
 RawSample = dict[str, Any]  # {"__key__": str, "__url__": str, extension: bytes, ...}
 
 
-def iter_shard_samples(url: str, counters: ReaderCounters, start: int = 0, stop: int | None = None) -> Iterator[RawSample]:
-    """Samples ``start..stop`` (by position in the shard) of the shard at ``url``.
+def iter_shard_samples(
+    url: str, counters: ReaderCounters, start: int = 0, stop: int | None = None, keep: frozenset[str] = KEPT_EXTENSIONS
+) -> Iterator[RawSample]:
+    """Samples ``start..stop`` (by position in the shard) of the shard at ``url``, with the members
+    whose extension is in ``keep`` (every sample counts as a position, whatever members it has).
 
     A corrupt or truncated tar stream ends the shard (``tar_error``); a shard that cannot be
     opened, or whose pipe command fails, is ``shard_error``. Samples before the damage are kept.
@@ -51,7 +54,7 @@ def iter_shard_samples(url: str, counters: ReaderCounters, start: int = 0, stop:
     try:
         files = tar_file_iterator(stream, handler=stop_shard)
         files = ({**f, "__url__": url} for f in files)
-        samples = group_by_keys(files, suffixes=KEPT_EXTENSIONS, handler=ignore_duplicate)
+        samples = group_by_keys(files, suffixes=keep, handler=ignore_duplicate)
         for sample in islice(samples, start, stop):
             position += 1
             yield sample

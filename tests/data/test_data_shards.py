@@ -12,6 +12,7 @@ from data_pipelines.shards import (
     check_key,
     expand_shards,
     iter_samples,
+    names_pattern,
     read_manifest,
     split_entry,
     write_split_entry,
@@ -85,3 +86,10 @@ def test_manifest_keeps_other_splits(tmp_path):
         expand_shards(tmp_path, "test")
     with pytest.raises(FileNotFoundError):
         expand_shards(str(tmp_path / "train-{000000..000009}.tar"))
+
+
+def test_names_pattern_only_for_consecutive_numbered_names():
+    assert names_pattern(["train-000000.tar", "train-000001.tar"]) == "train-{000000..000001}.tar"
+    assert names_pattern(["00007.tar", "00008.tar", "00009.tar"]) == "{00007..00009}.tar"
+    assert names_pattern(["train-000000.tar", "train-000002.tar"]) is None  # a gap
+    assert names_pattern(["a-0.tar", "b-1.tar"]) is None and names_pattern([]) is None and names_pattern(["x.tar"]) is None

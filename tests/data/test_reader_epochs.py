@@ -124,3 +124,31 @@ def test_remote_shards_take_their_counts_from_a_given_manifest(shard_dir):
     reader = build_reader(remote, resolution=64, batch_size_per_rank=4, num_workers=0, manifest=shard_dir / "manifest.json")
     assert sum(len(piece) for piece in reader.plan(0).slices) == 2
     assert reader.plan(0).samples_per_worker == (24,)
+
+
+def test_two_ranks_two_workers_over_the_synthetic_shards_see_every_sample_once(tmp_path):
+    from data_pipelines.synthetic import write_synthetic_dataset
+
+    write_synthetic_dataset(tmp_path, 40, 64, aspect_ratios=(1.0, 0.5, 2.0), samples_per_shard=7, seed=2)  # 6 shards
+    for epoch in (0, 1):
+        per_rank = [read_epoch(str(tmp_path), rank, 2, 2, epoch=epoch, split="train") for rank in (0, 1)]
+        assert len(per_rank[0]) == len(per_rank[1])
+        keys = Counter(key for batches in per_rank for batch in batches for key in batch)
+        assert keys == Counter(f"train-{i:08d}" for i in range(40))
+
+
+def test_a_shard_damaged_during_the_run_is_survived_and_counted(tmp_path):
+    write_example_shards(tmp_path, 48, 12)  # 4 shards for 2 workers
+    reader = build_reader(str(tmp_path), resolution=64, batch_size_per_rank=4, num_workers=2, seed=1, shuffle_buffer=4)
+    with deadline(60):
+        first = [k for batch in reader for k in batch["keys"]]
+    assert sorted(first) == [f"train-{i:06d}" for i in range(48)] and reader.stats()["skipped_total"] == 0
+    damaged = tmp_path / "train-000002.tar"
+    damaged.write_bytes(damaged.read_bytes()[: damaged.stat().st_size // 3])  # e.g. a copy job rewriting it
+    with deadline(60):
+        second = [batch["keys"] for batch in reader]
+    assert len(second) == reader.steps_per_epoch  # the epoch still has every step
+    keys = {k for batch in second for k in batch}
+    assert {f"train-{i:06d}" for i in range(48) if not 24 <= i < 36} <= keys  # the other shards' samples all arrive
+    stats = reader.stats()
+    assert stats["epoch"] == 2 and stats["skipped/tar_error"] >= 1 and stats["padded_batches"] >= 1
