@@ -3,6 +3,8 @@
     infinity-train describe [key=value ...]   parameter counts and training FLOPs per image (JSON)
     infinity-train config   [key=value ...]   the resolved, validated config (YAML)
     infinity-train train    [key=value ...]   train (a tokenizer with task=tokenizer, else the transformer)
+    infinity-train sweep    [--plan] [key=value ...]   run a scaling sweep (sweep=...), then fit and report
+    infinity-train demo     [key=value ...]   the default CPU sweep (sweep=cpu_small) end to end
 
 Overrides use Hydra syntax (``model=layer24 tokenizer.d=32 data.resolution=256``). A bad key, option
 or value exits with status 2 and one line naming the problem.
@@ -41,7 +43,23 @@ def _train(overrides: list[str]) -> int:
     return train_main(overrides)
 
 
-COMMANDS: dict[str, Callable[[list[str]], int]] = {"describe": _describe, "config": _config, "train": _train}
+def _sweep(args: list[str]) -> int:
+    from infinity_train.sweep.command import run_sweep_command
+
+    return run_sweep_command(args)
+
+
+def _demo(overrides: list[str]) -> int:
+    return _sweep(["sweep=cpu_small", *overrides])
+
+
+COMMANDS: dict[str, Callable[[list[str]], int]] = {
+    "describe": _describe,
+    "config": _config,
+    "train": _train,
+    "sweep": _sweep,
+    "demo": _demo,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -76,7 +76,10 @@ def load_config(overrides: list[str] | tuple[str, ...] = (), config_name: str = 
     except ConfigError:
         raise
     except Exception as error:  # Hydra raises several unrelated exception types for bad overrides
-        raise ConfigError(one_line(error)) from error
+        message = one_line(error)
+        if "mismatched input" in message or "token recognition error" in message:
+            message += " (quote values holding braces, spaces or other special characters: key='value')"
+        raise ConfigError(message) from error
     finally:
         GlobalHydra.instance().clear()
     OmegaConf.set_readonly(cfg, False)

@@ -237,7 +237,9 @@ class SweepConfig:
     bits: list[int] = field(default_factory=list)
     image_budgets: list[int] = field(default_factory=list)  # training images per run (cooldown branches)
     model: str = "family"  # model option every run starts from; depth then comes from `depths`
-    overrides: list[str] = field(default_factory=list)  # applied to every run
+    overrides: list[str] = field(default_factory=list)  # applied to every transformer run
+    tokenizer_overrides: list[str] = field(default_factory=list)  # applied to every tokenizer run
+    tokenizer_checkpoints: dict[str, str] = field(default_factory=dict)  # d -> a trained tokenizer to reuse
     run_overrides: dict[str, list[str]] = field(default_factory=dict)  # run name -> extra overrides
     parallel_runs: int = 1
 

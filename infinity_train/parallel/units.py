@@ -24,6 +24,8 @@ from infinity_train.parallel.parallelize import parallelize
 
 log = logging.getLogger(__name__)
 
+WRAPPER_PREFIXES = ("_checkpoint_wrapped_module", "_orig_mod")
+
 
 @dataclass
 class StepResult:
@@ -180,10 +182,14 @@ class DeepSpeedUnit(TrainUnit):
     def full_model_state(self) -> dict[str, torch.Tensor]:
         import deepspeed
 
-        if self.engine.zero_optimization_stage() == 3:
-            with deepspeed.zero.GatheredParameters(list(self.model.parameters()), modifier_rank=None):
-                return {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
-        return {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
+        gathered = self.engine.zero_optimization_stage() == 3
+        with deepspeed.zero.GatheredParameters(list(self.model.parameters()), modifier_rank=None, enabled=gathered):
+            return {_plain_key(k): v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
+
+
+def _plain_key(key: str) -> str:
+    """The model's own parameter name, without the wrappers checkpointing and compile insert."""
+    return ".".join(part for part in key.split(".") if part not in WRAPPER_PREFIXES)
 
 
 def build_unit(

@@ -100,6 +100,11 @@ class Trainer:
         self.held_out = HeldOutSet(cfg.data, world, self.micro_batch, cfg.seed) if has_held_out(cfg.data) else None
         lg = cfg.logging
         self.checkpointer = Checkpointer(self.run_dir.checkpoints_dir, world, lg.keep_last, lg.keep_every, lg.checkpoint_steps, lg.async_checkpoint)
+        self.samples = None
+        if self.task.name == "transformer" and self.held_out is not None and lg.sample_prompts > 0:
+            from infinity_train.train.samples import SampleGrids
+
+            self.samples = SampleGrids(self.task, self.held_out, lg.sample_prompts, cfg.data.resolution, self.run_dir.path / "samples", world)
         self.peak_tflops = peak_tflops(self.device)
         self.last_validation: dict[str, float] = {}
         self._restore()
@@ -169,6 +174,8 @@ class Trainer:
                     sums, interval = {}, _Interval()
                 if self.held_out is not None and ((lg.val_every and step % lg.val_every == 0) or step == total):
                     self.validate()
+                if self.samples is not None and ((lg.sample_every and step % lg.sample_every == 0) or step == total):
+                    self.sample(final=step == total)
                 stopping = preemption.any_rank_received(self.device)
                 scheduled = step == total or (lg.checkpoint_every and step % lg.checkpoint_every == 0) or step in lg.checkpoint_steps
                 if stopping or (scheduled and self.state.nonfinite_in_a_row == 0):  # no save inside a non-finite streak
@@ -293,6 +300,14 @@ class Trainer:
         log.info("step %d validation: %s", self.state.step, ", ".join(f"{k}={v:.4g}" for k, v in metrics.items() if "scale" not in k))
         self.last_validation = metrics
         return metrics
+
+    def sample(self, final: bool) -> None:
+        assert self.samples is not None
+        metrics = self.samples.make(self.state.step, final)
+        if metrics:
+            self.tracker.log(self.state.step, metrics)
+            self.last_validation.update(metrics)
+            log.info("step %d samples: checker score %.3f", self.state.step, metrics["val/checker_score"])
 
     def _sum_over_ranks(self, sums: dict[str, torch.Tensor]) -> dict[str, float]:
         """Sums over ranks; a rank with no held-out batch takes part with zeros."""

@@ -81,6 +81,36 @@ def test_transformer_run_directory(reference_run):
     kept = sorted(p.name for p in (reference_run / "checkpoints").iterdir())
     assert kept == ["step_00000010", "step_00000020", "step_00000030", "step_00000040"]
     assert (reference_run / "export" / "model.safetensors").is_file()
+    assert (reference_run / "samples" / "final.png").is_file()  # 8 held-out prompts sampled at the end
+    assert 0.0 <= summary["final"]["val/checker_score"] <= 1.0 and "val/checker_object" in summary["final"]
+
+
+def test_cached_shards_train_like_the_raw_ones(tmp_path, data_root, trained_tokenizer):
+    """The cache job's shards (tokenizer latents and caption embeddings precomputed) give the same
+    batches and, up to the fp16 storage of the latents, the same losses as training on the images."""
+    cached = tmp_path / "cached"
+    for split in ("train", "val"):
+        result = subprocess.run(
+            [*train_command([])[:2], "data_pipelines.cli", "cache", "--shards", str(data_root), "--split", split, "--out", str(cached),
+             "--tokenizer", str(trained_tokenizer / "export" / "tokenizer.safetensors"), "--resolution", "64", "--aspect-ratios", "1.0",
+             "--text-encoder", "tiny-t5", "--batch-size", "1"],
+            cwd=ROOT, env=command_env(), capture_output=True, text=True, timeout=300,
+        )
+        assert result.returncode == 0, result.stderr[-2000:]
+    common = [f"tokenizer.checkpoint={trained_tokenizer}", "data.short_caption_prob=1.0", "logging.sample_prompts=0"]
+    raw = run_train([*tiny_overrides(data_root, tmp_path / "raw", steps=4), *common])
+    assert raw.returncode == 0, raw.stderr[-2000:]
+    from_cache = run_train([
+        *tiny_overrides(data_root, tmp_path / "from_cache", steps=4), *common, "data.source=cached",
+        f"data.train_shards='{cached}/train-{{000000..000015}}.tar'", f"data.val_shards='{cached}/val-{{000000..000015}}.tar'",
+    ])
+    assert from_cache.returncode == 0, from_cache.stderr[-2000:]
+    raw_losses, cached_losses = train_losses(tmp_path / "raw"), train_losses(tmp_path / "from_cache")
+    assert sorted(raw_losses) == sorted(cached_losses) == [1, 2, 3, 4]
+    assert max(abs(raw_losses[s] - cached_losses[s]) for s in raw_losses) < 2e-3
+    raw_val = json.loads((tmp_path / "raw" / "summary.json").read_text())["final"]["val/loss"]
+    cached_val = json.loads((tmp_path / "from_cache" / "summary.json").read_text())["final"]["val/loss"]
+    assert cached_val == pytest.approx(raw_val, abs=2e-3)
 
 
 def test_sigkill_then_resume_reproduces_every_loss_bitwise(tmp_path, data_root, trained_tokenizer, reference_run):
