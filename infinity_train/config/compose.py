@@ -77,7 +77,7 @@ def load_config(overrides: list[str] | tuple[str, ...] = (), config_name: str = 
         raise
     except Exception as error:  # Hydra raises several unrelated exception types for bad overrides
         message = one_line(error)
-        if "mismatched input" in message or "token recognition error" in message:
+        if any(hint in message for hint in ("mismatched input", "token recognition error", "no viable alternative")):
             message += " (quote values holding braces, spaces or other special characters: key='value')"
         raise ConfigError(message) from error
     finally:
