@@ -18,7 +18,7 @@ import logging
 import math
 import sys
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import torch
 from omegaconf import OmegaConf
@@ -27,7 +27,7 @@ from infinity_train import scales
 from infinity_train.config import ConfigError, TrainConfig, to_typed, validate
 from infinity_train.config.schema import Task
 from infinity_train.models.infinity import InfinityTransformer
-from infinity_train.models.sampling import generate_bits
+from infinity_train.models.sampling import eval_mode, generate_bits
 from infinity_train.models.text_conditioning import PackedText as ModelPackedText
 from infinity_train.tokenizer import BitwiseTokenizer
 
@@ -51,16 +51,6 @@ def _precision(device: torch.device) -> contextlib.AbstractContextManager:
     if device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return contextlib.nullcontext()
-
-
-@contextlib.contextmanager
-def _eval_mode(module: torch.nn.Module) -> Iterator[None]:
-    was_training = module.training
-    module.eval()
-    try:
-        yield
-    finally:
-        module.train(was_training)
 
 
 def to_uint8(images: torch.Tensor) -> torch.Tensor:
@@ -99,7 +89,7 @@ def sample_images(
     encoded = text_encoder.encode(captions)
     weight_dtype = next(model.parameters()).dtype
     text = ModelPackedText(encoded.tokens.to(device, weight_dtype), encoded.cu_seqlens.to(device), encoded.max_seqlen)
-    with _precision(device), _eval_mode(tokenizer):
+    with _precision(device), eval_mode(tokenizer):
         generated = generate_bits(model, text, schedule, cfg=cfg, tau=tau, top_k=top_k, top_p=top_p, generator=seed)
         images = tokenizer.decode(tokenizer.bits_to_latent(generated.bits, schedule))
     return to_uint8(images)

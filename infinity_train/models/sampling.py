@@ -65,7 +65,8 @@ def _per_scale(value: float | Sequence[float], count: int, name: str) -> list[fl
 
 
 @contextmanager
-def _eval_mode(model: torch.nn.Module) -> Iterator[None]:
+def eval_mode(model: torch.nn.Module) -> Iterator[None]:
+    """Run a block with ``model`` in eval mode, restoring its previous mode after."""
     was_training = model.training
     model.eval()
     try:
@@ -108,7 +109,7 @@ def generate_bits(
     guided = any(c != 1.0 for c in cfgs)
     final_h, final_w = schedule[-1]
 
-    with _eval_mode(model):
+    with eval_mode(model):
         if guided:
             uncond_mask = torch.cat((torch.zeros(batch, dtype=torch.bool), torch.ones(batch, dtype=torch.bool)))
             cache = model.new_cache(concat_text(text, text), uncond_mask=uncond_mask, rope_grid=rope_grid)
