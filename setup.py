@@ -12,9 +12,9 @@ ROOT = Path(__file__).parent
 
 
 def conf_data_files() -> list[tuple[str, list[str]]]:
-    """Install conf/ under <prefix>/share/infinity_train/conf so non-editable installs find it."""
+    """Install conf/ (YAML options and per-cluster .env files) under <prefix>/share/infinity_train/conf."""
     groups: dict[str, list[str]] = {}
-    for path in sorted((ROOT / "conf").rglob("*.yaml")):
+    for path in sorted(p for p in (ROOT / "conf").rglob("*") if p.suffix in (".yaml", ".env")):
         rel = path.relative_to(ROOT)
         groups.setdefault(str(Path("share/infinity_train") / rel.parent), []).append(str(rel))
     return sorted(groups.items())
@@ -54,6 +54,10 @@ setup(
     entry_points={
         "console_scripts": [
             "infinity-train = infinity_train.cli:main",
+            "infinity-sample = infinity_train.sample:main",
+            "infinity-analyze = analysis.cli:main",
+            "infinity-data = data_pipelines.cli:main",
+            "infinity-launch = launch.cli:main",
         ],
     },
 )

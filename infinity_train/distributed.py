@@ -37,15 +37,12 @@ class World:
 
 
 def first_slurm_host(nodelist: str) -> str:
-    """The first host of a Slurm node list such as ``gpu[003-005,009],cpu1`` (without calling scontrol)."""
-    match = re.match(r"^([^,\[]+)(?:\[([^\]]+)\])?", nodelist.strip())
-    if not match:
+    """The first host of a Slurm node list such as ``gpu[003-005,009],cpu1`` or
+    ``rack[1-2]-node[01-04]`` (without calling scontrol): every bracket takes its first value."""
+    first_entry = re.match(r"^(?:[^,\[]|\[[^\]]*\])+", nodelist.strip())
+    if not first_entry:
         raise ValueError(f"cannot parse SLURM_JOB_NODELIST={nodelist!r}")
-    prefix, ranges = match.groups()
-    if not ranges:
-        return prefix
-    first = ranges.split(",")[0].split("-")[0]
-    return prefix + first
+    return re.sub(r"\[([^\]]+)\]", lambda m: re.split(r"[,-]", m.group(1))[0], first_entry.group(0))
 
 
 def detect_world(env: Mapping[str, str] | None = None) -> World:
@@ -67,7 +64,9 @@ def detect_world(env: Mapping[str, str] | None = None) -> World:
             master_port=int(env.get("MASTER_PORT", DEFAULT_PORT)),
             launcher="torchrun",
         )
-    if "SLURM_PROCID" in env and "SLURM_NTASKS" in env:
+    # Inside a job step only: the batch shell also has SLURM_PROCID=0 and SLURM_NTASKS=<nodes>, but
+    # a process started there is alone, and waiting for the other "ranks" would hang forever.
+    if "SLURM_PROCID" in env and "SLURM_NTASKS" in env and "SLURM_STEP_ID" in env:
         world_size = int(env["SLURM_NTASKS"])
         num_nodes = int(env.get("SLURM_JOB_NUM_NODES", env.get("SLURM_NNODES", 1)))
         local_world = int(env.get("SLURM_NTASKS_PER_NODE", "").split("(")[0] or max(1, world_size // num_nodes))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from collections import defaultdict
 from dataclasses import asdict, dataclass
@@ -132,6 +133,10 @@ class Trainer:
             if dropped:
                 log.info("dropped %d metrics records logged after step %d", dropped, self.state.step)
         log.info("%s from %s at step %d", "branching" if fresh_branch else "resumed", path, self.state.step)
+        restarts = os.environ.get("SLURM_RESTART_COUNT")
+        if restarts is not None:
+            log.info("Slurm restart count %s", restarts)
+            self.tracker.log(self.state.step, {"slurm/restart_count": int(restarts)})
 
     # ------------------------------------------------------------------ the loop
 
