@@ -217,3 +217,46 @@ def test_cooldown_branch_starts_from_a_stable_phase_checkpoint(tmp_path, data_ro
     assert losses[21] == reference[21]  # the same weights and batch: the loss comes before the first update
     records = [json.loads(line) for line in (branch / "metrics.jsonl").read_text().splitlines() if '"optim/lr"' in line]
     assert records[-1]["optim/lr"] == 0.0
+
+
+def test_tokenizer_gan_and_reg_variant_train_both_units(tmp_path, data_root):
+    """With the GAN on from step 2 the discriminator is a second trained unit; the reg variant adds
+    partial-reconstruction losses. Both are checkpointed (LeCam's running means included) and resume."""
+    run_dir = tmp_path / "run"
+    overrides = [
+        *tiny_overrides(data_root, run_dir, steps=4), "task=tokenizer", "tokenizer.loss.gan=0.3", "tokenizer.loss.gan_start_step=2",
+        "tokenizer.loss.reg=true",
+    ]
+    result = run_train(overrides)
+    assert result.returncode == 0, result.stderr[-3000:]
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if '"train/loss"' in line]
+    assert "disc/discriminator" not in records[1] and "train/gan" not in records[1]  # step 2: GAN still off (steps 0, 1)
+    assert {"disc/discriminator", "disc/lecam", "train/gan", "optim/discriminator/grad_norm"} <= records[3].keys()
+    assert "train/reg_partial_l1" in records[3]
+    resumed = run_train([*overrides, f"resume={run_dir / 'checkpoints' / 'step_00000002'}", f"run_dir={tmp_path / 'again'}"])
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert train_losses(tmp_path / "again") == {s: v for s, v in train_losses(run_dir).items() if s > 2}
+
+
+def test_a_tokenizer_of_another_bit_width_is_refused(tmp_path, data_root, trained_tokenizer):
+    result = run_train([*tiny_overrides(data_root, tmp_path / "run"), f"tokenizer.checkpoint={trained_tokenizer}", "tokenizer.d=16"])
+    assert result.returncode == exit_codes.CONFIG_ERROR
+    assert "has d=8 but the config says tokenizer.d=16" in result.stderr
+
+
+def test_async_checkpoints_complete_and_resume(tmp_path, data_root, trained_tokenizer, reference_run):
+    run_dir = tmp_path / "run"
+    overrides = [*tiny_overrides(data_root, run_dir, steps=KILL_RUN_STEPS, logging__checkpoint_every=10), f"tokenizer.checkpoint={trained_tokenizer}", "logging.async_checkpoint=true"]
+    trainer = in_process_trainer(overrides)
+    loss = trainer.task.loss
+
+    def stop_at_25(unit, micro, step):
+        if step == 24:
+            os.kill(os.getpid(), signal.SIGUSR1)
+        return loss(unit, micro, step)
+
+    trainer.task.loss = stop_at_25
+    assert trainer.fit() == exit_codes.REQUEUE
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["step_00000010", "step_00000020", "step_00000025"]
+    assert in_process_trainer(overrides).fit() == exit_codes.OK
+    assert train_losses(run_dir) == train_losses(reference_run)
