@@ -1,6 +1,7 @@
-"""Run a sweep on this machine: tokenizers first, then the transformer runs, then their cooldown
-branches, each as its own ``python -m infinity_train.train`` process (``sweep.parallel_runs`` at a
-time), then the analysis report.
+"""Run a sweep: tokenizers first, then the transformer runs, then their cooldown branches, each as
+its own ``python -m infinity_train.train`` process (``sweep.parallel_runs`` at a time), then the
+analysis report. With ``cluster.kind=slurm`` every run is a Slurm job instead (``infinity-launch slurm
+--wait``: its own sbatch script, snapshot, preemption signal and requeue), submitted as the stages allow.
 
 Restartable: a run whose ``summary.json`` says complete is skipped, a partial one resumes from its
 newest checkpoint (the training command's ``resume=auto``). A failed run is reported and the runs
@@ -18,7 +19,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from infinity_train.config.schema import DataSource
+from infinity_train.config.schema import ClusterKind, DataSource
 from infinity_train.distributed import World
 from infinity_train.sweep.plan import PlannedRun, SweepPlan
 
@@ -49,7 +50,9 @@ def sweep_log_path(plan: SweepPlan, run: PlannedRun) -> Path:
     return plan.root / "logs" / (run.name.replace("/", "__") + ".log")
 
 
-def _train_command(run: PlannedRun) -> list[str]:
+def run_command(run: PlannedRun, on_slurm: bool) -> list[str]:
+    if on_slurm:
+        return [sys.executable, "-m", "launch.cli", "slurm", "--wait", "--", *run.overrides]
     return [sys.executable, "-m", "infinity_train.train", *run.overrides]
 
 
@@ -65,6 +68,7 @@ class SweepRunner:
         self.plan = plan
         self.outcomes: dict[str, RunOutcome] = {}
         self.parallel = plan.config.sweep.parallel_runs
+        self.on_slurm = plan.config.cluster.kind == ClusterKind.slurm
         cores = os.cpu_count() or 1
         self.threads = str(max(1, cores // self.parallel))
 
@@ -117,7 +121,7 @@ class SweepRunner:
         handle = path.open("a")
         env = dict(os.environ, OMP_NUM_THREADS=self.threads, PYTHONFAULTHANDLER="1")
         log.info("starting %s (%s)", run.name, "resuming" if (run.run_dir / "checkpoints").is_dir() else "new")
-        process = subprocess.Popen(_train_command(run), stdout=handle, stderr=subprocess.STDOUT, env=env)
+        process = subprocess.Popen(run_command(run, self.on_slurm), stdout=handle, stderr=subprocess.STDOUT, env=env)
         return run, process, time.monotonic(), handle
 
     def _done(self, outcome: RunOutcome, total: int) -> None:
