@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -48,7 +49,11 @@ def fsdp_overrides(data_root: Path, run_dir: Path) -> list[str]:
 def test_fsdp_run_killed_and_resumed_finishes_with_the_same_losses(tmp_path, data_root, trained_tokenizer, fsdp_reference):
     run_dir = tmp_path / "run"
     overrides = [*fsdp_overrides(data_root, run_dir), f"tokenizer.checkpoint={trained_tokenizer}"]
-    process = subprocess.Popen(train_command(overrides, nproc=2), cwd=ROOT, env=command_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    # niced, so that this process watching for the checkpoint is not starved by the two ranks
+    process = subprocess.Popen(
+        train_command(overrides, nproc=2), cwd=ROOT, env=command_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True, preexec_fn=lambda: os.nice(15),
+    )
     target = run_dir / "checkpoints" / "step_00000006"
     deadline = time.monotonic() + 180
     while not target.exists() and process.poll() is None and time.monotonic() < deadline:
@@ -60,6 +65,8 @@ def test_fsdp_run_killed_and_resumed_finishes_with_the_same_losses(tmp_path, dat
 
     result = run_train(overrides, nproc=2)
     assert result.returncode == 0, result.stderr[-3000:]
+    resumed_at = int(re.search(r"resumed from \S+ at step (\d+)", result.stderr).group(1))
+    assert 6 <= resumed_at < FSDP_STEPS, f"killed too late to test a mid-run resume (resumed at step {resumed_at})"
     resumed, reference = train_losses(run_dir), train_losses(fsdp_reference)
     assert sorted(resumed) == list(range(1, FSDP_STEPS + 1))
     assert max(abs(resumed[s] - reference[s]) for s in reference) <= 1e-5
