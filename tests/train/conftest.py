@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -65,6 +66,23 @@ def train_command(overrides: list[str], nproc: int = 1) -> list[str]:
 
 def run_train(overrides: list[str], nproc: int = 1, timeout: float = 300) -> subprocess.CompletedProcess:
     return subprocess.run(train_command(overrides, nproc), cwd=ROOT, env=command_env(), capture_output=True, text=True, timeout=timeout)
+
+
+def kill_runs_of(run_dir: Path) -> int:
+    """SIGKILL every process training in ``run_dir``: the launcher and its ranks (torchrun starts each
+    rank in a session of its own, so killing the launcher's process group would leave them running)."""
+    marker = f"run_dir={run_dir}".encode()
+    killed = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if marker in (entry / "cmdline").read_bytes().split(b"\0"):
+                os.kill(int(entry.name), signal.SIGKILL)
+                killed += 1
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue
+    return killed
 
 
 def train_losses(run_dir: Path) -> dict[int, float]:

@@ -19,7 +19,7 @@ from safetensors.torch import load_file
 from infinity_train.config import load_config, to_typed, validate
 from infinity_train.distributed import detect_world
 
-from .conftest import ROOT, command_env, run_train, tiny_overrides, train_command, train_losses
+from .conftest import ROOT, command_env, kill_runs_of, run_train, tiny_overrides, train_command, train_losses
 
 FSDP_STEPS = 24
 
@@ -52,13 +52,13 @@ def test_fsdp_run_killed_and_resumed_finishes_with_the_same_losses(tmp_path, dat
     # niced, so that this process watching for the checkpoint is not starved by the two ranks
     process = subprocess.Popen(
         train_command(overrides, nproc=2), cwd=ROOT, env=command_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        start_new_session=True, preexec_fn=lambda: os.nice(15),
+        preexec_fn=lambda: os.nice(15),
     )
     target = run_dir / "checkpoints" / "step_00000006"
     deadline = time.monotonic() + 180
     while not target.exists() and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.005)
-    os.killpg(process.pid, signal.SIGKILL)  # the launcher and both ranks, mid-run
+    assert kill_runs_of(run_dir) >= 3, "the launcher and both ranks (and their data workers) should have been running"
     process.wait()
     assert process.returncode == -signal.SIGKILL, "the run finished before it could be killed"
     assert not (run_dir / "summary.json").exists()
