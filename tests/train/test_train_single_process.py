@@ -40,6 +40,19 @@ def in_process_trainer(overrides: list[str]):
     return Trainer(validate(to_typed(resolved)), resolved, detect_world({}))
 
 
+def signal_during_step(trainer, step: int):
+    """SIGUSR1 to this process while the 0-based ``step`` computes its loss (as a preemption would)."""
+    loss = trainer.task.loss
+
+    def loss_then_signal(unit, micro, current):
+        if current == step:
+            os.kill(os.getpid(), signal.SIGUSR1)
+        return loss(unit, micro, current)
+
+    trainer.task.loss = loss_then_signal
+    return trainer
+
+
 @pytest.fixture(scope="module")
 def reference_run(tmp_path_factory, data_root, trained_tokenizer) -> Path:
     """An uninterrupted transformer run every resume test compares with."""
@@ -137,15 +150,7 @@ def test_sigkill_then_resume_reproduces_every_loss_bitwise(tmp_path, data_root, 
 def test_sigusr1_checkpoints_exits_for_requeue_and_resumes_exactly(tmp_path, data_root, trained_tokenizer, reference_run):
     run_dir = tmp_path / "run"
     overrides = [*tiny_overrides(data_root, run_dir, steps=KILL_RUN_STEPS, logging__checkpoint_every=10), f"tokenizer.checkpoint={trained_tokenizer}"]
-    trainer = in_process_trainer(overrides)
-    loss = trainer.task.loss
-
-    def loss_then_signal(unit, micro, step):
-        if step == 6:
-            os.kill(os.getpid(), signal.SIGUSR1)
-        return loss(unit, micro, step)
-
-    trainer.task.loss = loss_then_signal
+    trainer = signal_during_step(in_process_trainer(overrides), 6)
     assert trainer.fit() == exit_codes.REQUEUE
     assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["step_00000007"]
     assert signal.getsignal(signal.SIGUSR1) is signal.SIG_DFL  # the handler is removed again
@@ -251,15 +256,7 @@ def test_a_tokenizer_of_another_bit_width_is_refused(tmp_path, data_root, traine
 def test_async_checkpoints_complete_and_resume(tmp_path, data_root, trained_tokenizer, reference_run):
     run_dir = tmp_path / "run"
     overrides = [*tiny_overrides(data_root, run_dir, steps=KILL_RUN_STEPS, logging__checkpoint_every=10), f"tokenizer.checkpoint={trained_tokenizer}", "logging.async_checkpoint=true"]
-    trainer = in_process_trainer(overrides)
-    loss = trainer.task.loss
-
-    def stop_at_25(unit, micro, step):
-        if step == 24:
-            os.kill(os.getpid(), signal.SIGUSR1)
-        return loss(unit, micro, step)
-
-    trainer.task.loss = stop_at_25
+    trainer = signal_during_step(in_process_trainer(overrides), 24)
     assert trainer.fit() == exit_codes.REQUEUE
     assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["step_00000010", "step_00000020", "step_00000025"]
     assert in_process_trainer(overrides).fit() == exit_codes.OK
