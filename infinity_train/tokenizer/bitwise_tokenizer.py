@@ -31,6 +31,29 @@ REG_VARIANT = {"drop_trailing_prob": 0.1, "num_partial_scales": 1}
 early-scale partial sums are decoded per step. Project choices; the reference does not publish them."""
 
 
+class LatentLayerNorm(nn.Module):
+    """LayerNorm over the d channels of each latent position, weight initialized to 1/sqrt(d).
+
+    BSQ codes have norm 1 and the residual scheme subtracts them from the raw latent, while nothing
+    in the losses bounds the latent's norm (each scale's residual is L2-normalized before its sign is
+    taken). If the latent drifts to a norm much larger than 1, every scale repeats the signs of the
+    first and the token grid carries only d bits per image. This layer pins each position's latent
+    to norm ~1 at the start of training; it is the reference's optional ``ln_before_quant`` with
+    ``ln_init_by_sqrt`` (same keys, ``quantizer.layernorm.*``). The released checkpoints do not use it.
+    """
+
+    def __init__(self, d: int, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.full((d,), d**-0.5))
+        self.bias = nn.Parameter(torch.zeros(d))
+        self.eps = eps
+
+    def forward(self, latent: torch.Tensor) -> torch.Tensor:
+        x = latent.permute(0, 2, 3, 1)
+        x = torch.nn.functional.layer_norm(x, (x.shape[-1],), self.weight, self.bias, self.eps)
+        return x.permute(0, 3, 1, 2)
+
+
 @dataclass
 class TokenizerOutput:
     reconstruction: torch.Tensor
@@ -53,6 +76,7 @@ class BitwiseTokenizer(nn.Module):
         num_partial_scales: int = 0,
         inv_temperature: float = 100.0,
         diversity_gamma: float = 1.0,
+        latent_layernorm: bool = False,
     ) -> None:
         super().__init__()
         self.d = check_latent_dim(d)
@@ -60,6 +84,8 @@ class BitwiseTokenizer(nn.Module):
         self.encoder = Encoder(d, base_channels, channel_multipliers, encoder_res_blocks, patchify)
         self.decoder = Decoder(d, base_channels, channel_multipliers, decoder_res_blocks, patchify)
         self.quantizer = MultiScaleBSQ(d, inv_temperature, diversity_gamma, drop_trailing_prob, num_partial_scales)
+        # Registered under the quantizer so the keys are the reference's ``quantizer.layernorm.*``.
+        self.quantizer.layernorm = LatentLayerNorm(d) if latent_layernorm else nn.Identity()
         self.architecture = {
             "d": d,
             "base_channels": base_channels,
@@ -67,6 +93,7 @@ class BitwiseTokenizer(nn.Module):
             "encoder_res_blocks": encoder_res_blocks,
             "decoder_res_blocks": decoder_res_blocks,
             "patchify": patchify,
+            "latent_layernorm": latent_layernorm,
         }
 
     @classmethod
@@ -81,6 +108,7 @@ class BitwiseTokenizer(nn.Module):
             encoder_res_blocks=config.encoder_res_blocks,
             decoder_res_blocks=config.decoder_res_blocks,
             patchify=config.patchify,
+            latent_layernorm=config.latent_layernorm,
             **reg,
         )
 
@@ -116,8 +144,9 @@ class BitwiseTokenizer(nn.Module):
     # ------------------------------------------------------------ image <-> latent
 
     def encode(self, image: torch.Tensor) -> torch.Tensor:
-        """Image (B, 3, H, W) in [-1, 1] -> continuous latent F (B, d, H/stride, W/stride)."""
-        return self.encoder(image)
+        """Image (B, 3, H, W) in [-1, 1] -> continuous latent F (B, d, H/stride, W/stride), after the
+        latent LayerNorm when the tokenizer has one."""
+        return self.quantizer.layernorm(self.encoder(image))
 
     def decode(self, latent: torch.Tensor) -> torch.Tensor:
         """Latent (B, d, h, w) -> image clamped to [-1, 1]."""

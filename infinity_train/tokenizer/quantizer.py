@@ -173,6 +173,23 @@ def next_scale_input(summed_codes: torch.Tensor, grid: Grid) -> torch.Tensor:
     return scale_input(summed_codes, grid).flatten(2).transpose(1, 2)
 
 
+def parent_bit_dependence(bits_list: Sequence[torch.Tensor]) -> torch.Tensor:
+    """How far each scale's bits are fixed by the previous scale: for scales 2..K, the mean over the
+    d channels of |2 P(bit = parent bit) - 1|, the parent being the same channel at the nearest
+    position of the previous scale. Returns (K-1,). 0 when the parent says nothing; 1 when every
+    channel copies (a latent whose norm dwarfs the unit codes) or negates (a latent that the
+    previous codes already match) its parent, so that the scale carries no information.
+    Bits are (B, h, w, d)."""
+    if len(bits_list) < 2:
+        raise ValueError("parent_bit_dependence needs at least two scales")
+    per_scale = []
+    for previous, current in zip(bits_list[:-1], bits_list[1:]):
+        parent = F.interpolate(previous.permute(0, 3, 1, 2).float(), size=tuple(current.shape[1:3]), mode="nearest")
+        agreement = (parent.permute(0, 2, 3, 1).bool() == current).float().mean(dim=(0, 1, 2))  # per channel
+        per_scale.append((2 * agreement - 1).abs().mean())
+    return torch.stack(per_scale)
+
+
 def flatten_bits(bits_list: Sequence[torch.Tensor]) -> torch.Tensor:
     """Per-scale bits (B, h_k, w_k, d) -> (B, L, d), row-major per scale, scales concatenated."""
     return torch.cat([bits.flatten(1, 2) for bits in bits_list], dim=1)
@@ -226,6 +243,8 @@ class QuantizerOutput:
     """Mean over used scales of the entropy penalty."""
     partial_latents: dict[int, torch.Tensor] = field(default_factory=dict)
     """Scale index k -> sum of the codes of scales 0..k (straight-through), for the reg losses."""
+    latent_norm: torch.Tensor | None = None
+    """Mean L2 norm of the input latent's d-vectors (detached); codes have norm 1."""
 
     @property
     def num_scales_used(self) -> int:
@@ -326,4 +345,5 @@ class MultiScaleBSQ(nn.Module):
             commitment=torch.stack(commitments).mean(),
             entropy=torch.stack(entropies).mean(),
             partial_latents=partial,
+            latent_norm=latent.detach().norm(dim=1).mean(),
         )

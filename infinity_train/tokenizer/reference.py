@@ -23,6 +23,7 @@ REFERENCE_ARCHITECTURE: dict[str, Any] = {
     "encoder_res_blocks": 2,
     "decoder_res_blocks": 3,
     "patchify": False,
+    "latent_layernorm": False,
 }
 
 REFERENCE_TOKENIZERS: dict[str, dict[str, Any]] = {
@@ -37,6 +38,7 @@ _WRAPPER_KEYS = ("vae", "ema", "state_dict", "model")
 _STRIPPED_PREFIXES = ("module.", "_orig_mod.")
 _MASK_KEY = "quantizer.lfq.mask"
 _D_KEY = "encoder.conv_out.conv.weight"
+_LAYERNORM_KEY = "quantizer.layernorm.weight"
 _SHOWN = 5
 
 
@@ -126,6 +128,7 @@ def infer_architecture(state_dict: Mapping[str, torch.Tensor]) -> dict[str, Any]
         "encoder_res_blocks": len(_indices(state_dict, r"encoder\.down\.0\.block\.(\d+)\.")),
         "decoder_res_blocks": len(_indices(state_dict, r"decoder\.up\.0\.block\.(\d+)\.")),
         "patchify": num_down == 3,
+        "latent_layernorm": _LAYERNORM_KEY in state_dict,
     }
 
 

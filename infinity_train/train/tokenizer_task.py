@@ -16,6 +16,7 @@ from infinity_train.optim import peak_lr
 from infinity_train.tokenizer import TokenizerLoss
 from infinity_train.tokenizer.image_metrics import psnr, ssim
 from infinity_train.tokenizer.losses import reconstruction_l1
+from infinity_train.tokenizer.quantizer import parent_bit_dependence
 from infinity_train.train.task import Metrics, Task
 
 
@@ -87,15 +88,25 @@ class TokenizerTask(Task):
     def validation_sums(self, micro: dict[str, Any]) -> dict[str, torch.Tensor]:
         images = micro["images"]
         with self.autocast():
-            reconstruction = self.units["model"].module(images, micro["schedule"]).reconstruction.float().clamp(-1, 1)
+            output = self.units["model"].module(images, micro["schedule"])
+        reconstruction = output.reconstruction.float().clamp(-1, 1)
         count = images.shape[0]
-        return {
+        sums = {
             "images": torch.tensor(float(count), dtype=torch.float64),
             "l1": reconstruction_l1(reconstruction, images).double().cpu() * count,
             "psnr": psnr(reconstruction, images).double().sum().cpu(),
             "ssim": ssim(reconstruction, images).double().sum().cpu(),
+            "latent_norm": output.quantizer.latent_norm.double().cpu() * count,
         }
+        if len(output.quantizer.bits) > 1:
+            sums["parent_dependence"] = parent_bit_dependence(output.quantizer.bits).mean().double().cpu() * count
+            sums["multiscale_images"] = torch.tensor(float(count), dtype=torch.float64)
+        return sums
 
     def validation_metrics(self, sums: Mapping[str, float]) -> dict[str, float]:
         n = sums["images"]
-        return {"val/l1": sums["l1"] / n, "val/psnr": sums["psnr"] / n, "val/ssim": sums["ssim"] / n, "val/images": n}
+        metrics = {"val/l1": sums["l1"] / n, "val/psnr": sums["psnr"] / n, "val/ssim": sums["ssim"] / n, "val/images": n}
+        metrics["val/latent_norm"] = sums["latent_norm"] / n
+        if sums.get("multiscale_images"):
+            metrics["val/parent_bit_dependence"] = sums["parent_dependence"] / sums["multiscale_images"]
+        return metrics

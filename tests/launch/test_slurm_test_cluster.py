@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 from launch.slurm_test_cluster.cluster import TestCluster, free_ports, plan_layout
@@ -36,6 +37,9 @@ def test_free_ports_are_distinct() -> None:
 def test_stop_never_signals_a_pid_now_running_something_else() -> None:
     stranger = subprocess.Popen(["sleep", "30"])
     try:
+        deadline = time.monotonic() + 10  # the child runs Python until its exec; wait for `sleep`
+        while not is_running(Daemon("sleep", stranger.pid, "/bin/sleep")) and time.monotonic() < deadline:
+            time.sleep(0.01)
         stop_daemon(Daemon("munged", stranger.pid, "/usr/sbin/munged"), grace_s=0.5)
         assert stranger.poll() is None
         assert not is_running(Daemon("munged", stranger.pid, "/usr/sbin/munged"))

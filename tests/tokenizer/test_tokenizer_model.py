@@ -67,9 +67,10 @@ def test_images_outside_every_schedule_are_refused(tokenizer16):
 
 
 def test_from_config_reads_the_tokenizer_config_fields():
-    config = SimpleNamespace(d=12, patchify=False, loss=SimpleNamespace(reg=True), **TINY)
+    config = SimpleNamespace(d=12, patchify=False, latent_layernorm=True, loss=SimpleNamespace(reg=True), **TINY)
     tokenizer = BitwiseTokenizer.from_config(config)
     assert tokenizer.d == 12 and tokenizer.architecture["channel_multipliers"] == TINY["channel_multipliers"]
+    assert tokenizer.architecture["latent_layernorm"] is True
     assert tokenizer.quantizer.drop_trailing_prob == REG_VARIANT["drop_trailing_prob"]
     assert tokenizer.quantizer.num_partial_scales == REG_VARIANT["num_partial_scales"]
 
@@ -82,3 +83,26 @@ def test_reg_variant_decodes_partial_sums():
     with torch.no_grad():
         expected = tokenizer.decoder(tokenizer.bits_to_latent(out.quantizer.bits[: k + 1], scale_schedule(64, 1.0)))
     assert torch.allclose(partial, expected, atol=1e-5)
+
+
+def test_latent_layernorm_keeps_the_latent_at_the_code_scale_whatever_the_encoder_gain():
+    images = _images(64, 64, batch=4)
+    plain, normed = tiny_tokenizer(16), tiny_tokenizer(16, latent_layernorm=True)
+    for tokenizer in (plain, normed):
+        with torch.no_grad():
+            tokenizer.encoder.conv_out.conv.weight.mul_(100.0)  # an encoder whose output has drifted large
+    with torch.no_grad():
+        norms = {name: t(images).quantizer.latent_norm.item() for name, t in (("plain", plain), ("normed", normed))}
+        per_position = normed.encode(images).norm(dim=1)
+    assert norms["plain"] > 20
+    assert norms["normed"] == pytest.approx(1.0, abs=1e-3)
+    assert torch.allclose(per_position, torch.ones_like(per_position), atol=1e-3)
+    assert torch.equal(normed.image_to_bits(images)[0], normed(images).quantizer.bits[0])  # one latent for both paths
+
+
+def test_latent_layernorm_parameters_train():
+    tokenizer = tiny_tokenizer(16, latent_layernorm=True)
+    out = tokenizer(_images(64, 64))
+    (out.reconstruction - _images(64, 64, seed=1)).abs().mean().backward()
+    assert tokenizer.quantizer.layernorm.weight.grad.abs().sum() > 0
+    assert torch.allclose(tokenizer.quantizer.layernorm.weight.detach(), torch.full((16,), 0.25))

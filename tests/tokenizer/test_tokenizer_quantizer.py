@@ -15,6 +15,7 @@ from infinity_train.tokenizer.quantizer import (
     encode_bits,
     entropy_penalty,
     flatten_bits,
+    parent_bit_dependence,
     schedule_for_grid,
     teacher_forcing_inputs,
 )
@@ -166,3 +167,33 @@ def test_bit_index_uses_the_reference_bit_order():
     assert quantizer.lfq.bits_to_index(bits).item() == 129
     with pytest.raises(ValueError, match="overflow"):
         MultiScaleBSQ(64).lfq.bits_to_index(torch.zeros(1, 64, dtype=torch.bool))
+
+
+def test_a_latent_far_above_the_code_norm_stops_being_residual():
+    """With |F| >> 1 subtracting unit codes hardly changes the residual: each scale's bits are just the
+    signs of the downsampled latent, and a latent with a constant sign pattern carries only d bits."""
+    schedule = scale_schedule(128, 1.0)
+    latent = multiscale_latent(16, schedule, batch=8, token_norm=1.0)
+
+    def signs_of_downsampled(x):
+        return [(area_downsample(x, grid) > 0).permute(0, 2, 3, 1) for grid in schedule]
+
+    def agreement(a, b):
+        return torch.stack([(x == y).float().mean() for x, y in zip(a[1:], b[1:])]).mean()
+
+    assert agreement(encode_bits(latent, schedule), signs_of_downsampled(latent)) < 0.8
+    assert agreement(encode_bits(1000.0 * latent, schedule), signs_of_downsampled(latent)) > 0.99
+    offset = latent + 10.0 * torch.randn(8, 16, 1, 1, generator=torch.Generator().manual_seed(1)).sign()
+    assert torch.equal(parent_bit_dependence(encode_bits(offset, schedule)), torch.ones(len(schedule) - 1))
+
+
+def test_a_latent_that_the_first_code_matches_leaves_the_last_scale_negating_its_parent():
+    schedule = ((1, 1), (2, 2), (4, 4))
+    generator = torch.Generator().manual_seed(0)
+    first = codes_from_bits(torch.rand(8, 1, 1, 16, generator=generator) > 0.5)
+    latent = upsample(first, (4, 4)) + 0.05 * torch.randn(8, 16, 4, 4, generator=generator)
+    dependence = parent_bit_dependence(encode_bits(latent, schedule))
+    assert dependence[0] < 0.3  # scale 2 reads the small deviations
+    assert dependence[1] > 0.95  # scale 3 only undoes scale 2's overshoot
+    with pytest.raises(ValueError, match="at least two scales"):
+        parent_bit_dependence(encode_bits(latent, schedule)[:1])

@@ -95,7 +95,7 @@ def test_nested_pth_checkpoint_loads_strictly(tmp_path):
     path = tmp_path / "tokenizer.pth"
     torch.save({"vae": state, "discriminator": {"w": torch.zeros(1)}, "step": 10}, path)
     tokenizer = load_tokenizer_checkpoint(path)
-    assert tokenizer.architecture == {"d": 16, **SYNTHETIC, "patchify": False}
+    assert tokenizer.architecture == {"d": 16, **SYNTHETIC, "patchify": False, "latent_layernorm": False}
     loaded = tokenizer.state_dict()
     assert set(loaded) == set(state)
     assert all(torch.equal(loaded[k], state[k]) for k in state)
@@ -144,10 +144,25 @@ def test_missing_and_unexpected_keys_are_listed():
 def test_architecture_is_read_off_the_shapes():
     assert infer_architecture({k: torch.empty(s) for k, s in reference_layout(24).items()}) == {
         "d": 24, "base_channels": 128, "channel_multipliers": (1, 2, 4, 4, 4),
-        "encoder_res_blocks": 2, "decoder_res_blocks": 3, "patchify": False,
+        "encoder_res_blocks": 2, "decoder_res_blocks": 3, "patchify": False, "latent_layernorm": False,
     }  # fmt: skip
     with pytest.raises(ValueError, match="not a tokenizer state dict"):
         infer_architecture({"weight": torch.zeros(1)})
+
+
+def test_latent_layernorm_uses_the_reference_keys_and_round_trips(tmp_path):
+    state = synthetic_checkpoint(16)
+    generator = torch.Generator().manual_seed(1)
+    state["quantizer.layernorm.weight"] = torch.rand(16, generator=generator)
+    state["quantizer.layernorm.bias"] = torch.randn(16, generator=generator)
+    path = tmp_path / "tokenizer.safetensors"
+    save_file(state, str(path))
+    tokenizer = load_tokenizer_checkpoint(path)
+    assert tokenizer.architecture["latent_layernorm"] is True
+    assert torch.equal(tokenizer.quantizer.layernorm.bias, state["quantizer.layernorm.bias"])
+    # a tokenizer without the layer refuses the extra keys instead of dropping them
+    with pytest.raises(ValueError, match="unexpected keys: quantizer.layernorm"):
+        load_tokenizer_state(tiny_tokenizer(16, decoder_res_blocks=2), state)
 
 
 def test_reference_names():
