@@ -122,7 +122,7 @@ class TokenizerConfig:
     encoder_res_blocks: int = 2
     decoder_res_blocks: int = 3
     patchify: bool = False  # stride 8 with 2x2 patchify: tokens still cover 16x16 pixels
-    latent_layernorm: bool = True  # LayerNorm (weight 1/sqrt(d)) on the latent before quantization; see LatentLayerNorm
+    latent_layernorm: bool = False  # LayerNorm (weight 1/sqrt(d)) on the latent before quantization; see LatentLayerNorm
     checkpoint: Optional[str] = None  # trained or reference tokenizer weights
     lr: float = 1e-4
     loss: TokenizerLossConfig = field(default_factory=TokenizerLossConfig)

@@ -102,9 +102,10 @@ def data_root(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def trained_tokenizer(tmp_path_factory, data_root) -> Path:
-    """A tokenizer run directory (2 steps: enough to have a real export for transformer runs)."""
+    """A tokenizer run directory (2 steps: enough to have a real export for transformer runs), with the
+    latent LayerNorm so that the transformer tests encode through it (the sweep tests train without)."""
     run_dir = tmp_path_factory.mktemp("tokenizer") / "run"
-    overrides = [*tiny_overrides(data_root, run_dir, steps=2), "task=tokenizer", "logging.checkpoint_every=0"]
+    overrides = [*tiny_overrides(data_root, run_dir, steps=2), "task=tokenizer", "logging.checkpoint_every=0", "tokenizer.latent_layernorm=true"]
     result = run_train(overrides)
     assert result.returncode == 0, result.stderr[-3000:]
     return run_dir

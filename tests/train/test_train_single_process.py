@@ -66,8 +66,10 @@ def test_tokenizer_run_directory(trained_tokenizer):
     summary = json.loads((trained_tokenizer / "summary.json").read_text())
     assert summary["status"] == "complete" and summary["task"] == "tokenizer" and summary["step"] == 2
     assert summary["final"]["val/psnr"] > 0 and 0 < summary["final"]["val/ssim"] <= 1
+    assert summary["final"]["val/latent_norm"] == pytest.approx(1.0, abs=0.1)  # the LayerNorm's 1/sqrt(d) weight
+    assert 0.0 <= summary["final"]["val/parent_bit_dependence"] <= 1.0
     tokenizer = load_tokenizer_checkpoint(trained_tokenizer / "export" / "tokenizer.safetensors")
-    assert tokenizer.d == 8
+    assert tokenizer.d == 8 and tokenizer.architecture["latent_layernorm"] is True
     assert (trained_tokenizer / "checkpoints" / "step_00000002" / "meta.json").is_file()
     assert (trained_tokenizer / "config.yaml").is_file() and (trained_tokenizer / "run.json").is_file()
 
