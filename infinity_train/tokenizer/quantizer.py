@@ -241,10 +241,10 @@ class QuantizerOutput:
     """Mean over used scales of mse(z_k, q_k.detach())."""
     entropy: torch.Tensor
     """Mean over used scales of the entropy penalty."""
+    latent_norm: torch.Tensor
+    """Mean L2 norm of the input latent's d-vectors (detached); codes have norm 1."""
     partial_latents: dict[int, torch.Tensor] = field(default_factory=dict)
     """Scale index k -> sum of the codes of scales 0..k (straight-through), for the reg losses."""
-    latent_norm: torch.Tensor | None = None
-    """Mean L2 norm of the input latent's d-vectors (detached); codes have norm 1."""
 
     @property
     def num_scales_used(self) -> int:
@@ -344,6 +344,6 @@ class MultiScaleBSQ(nn.Module):
             bits=bits_list,
             commitment=torch.stack(commitments).mean(),
             entropy=torch.stack(entropies).mean(),
-            partial_latents=partial,
             latent_norm=latent.detach().norm(dim=1).mean(),
+            partial_latents=partial,
         )

@@ -105,8 +105,10 @@ class TokenizerTask(Task):
 
     def validation_metrics(self, sums: Mapping[str, float]) -> dict[str, float]:
         n = sums["images"]
-        metrics = {"val/l1": sums["l1"] / n, "val/psnr": sums["psnr"] / n, "val/ssim": sums["ssim"] / n, "val/images": n}
-        metrics["val/latent_norm"] = sums["latent_norm"] / n
+        metrics = {
+            "val/l1": sums["l1"] / n, "val/psnr": sums["psnr"] / n, "val/ssim": sums["ssim"] / n,
+            "val/latent_norm": sums["latent_norm"] / n, "val/images": n,
+        }  # fmt: skip
         if sums.get("multiscale_images"):
             metrics["val/parent_bit_dependence"] = sums["parent_dependence"] / sums["multiscale_images"]
         return metrics
