@@ -32,6 +32,8 @@ def build_transformer(cfg: TrainConfig, device: torch.device | str = "cpu") -> I
             cond_drop=cfg.model.cond_drop,
             max_scales=cfg.model.max_scales,
             attention=cfg.model.attention.value,
+            text_pool_heads=cfg.model.text_pool_heads,
+            input_resampling=cfg.model.input_resampling.value,
         )
 
 
@@ -65,5 +67,6 @@ def build_text_encoder(cfg: TrainConfig, device: torch.device | str = "cpu"):
 
     text = resolve_text_encoder(cfg.model.text_encoder)
     return TextEncoder.from_config(
-        text.name, path=cfg.model.text_encoder.path, max_length=text.max_length, dtype=cfg.model.text_encoder.dtype, device=device, seed=cfg.seed
+        text.name, path=cfg.model.text_encoder.path, max_length=text.max_length, dtype=cfg.model.text_encoder.dtype, device=device,
+        seed=cfg.seed, dim=text.dim,
     )

@@ -85,6 +85,12 @@ def resolve_resume(resume: str, checkpoints_dir: Path) -> Path | None:
 
 
 def check_fingerprint(saved: Mapping[str, Any], current: Mapping[str, Any], path: Path) -> None:
+    if "model_format" in current and saved.get("model_format") != current["model_format"]:
+        raise CheckpointMismatch(
+            f"checkpoint {path} holds a transformer of format {saved.get('model_format', 1)}, written before the model "
+            f"matched the Infinity release (format {current['model_format']}: RoPE positions, text-pool heads, "
+            "unconditional text length, next-scale input resampling); it cannot be resumed or branched: start a new run"
+        )
     changed = sorted(k for k in saved.keys() | current.keys() if saved.get(k) != current.get(k))
     if changed:
         detail = ", ".join(f"{k}: checkpoint {saved.get(k)!r} vs config {current.get(k)!r}" for k in changed)

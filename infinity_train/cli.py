@@ -1,6 +1,7 @@
 """``infinity-train``: the user-facing command.
 
     infinity-train describe [key=value ...]   parameter counts and training FLOPs per image (JSON)
+    infinity-train describe FILE              which release (or export) a transformer weights file is (JSON)
     infinity-train config   [key=value ...]   the resolved, validated config (YAML)
     infinity-train train    [key=value ...]   train (a tokenizer with task=tokenizer, else the transformer)
     infinity-train sweep    [--plan] [key=value ...]   run a scaling sweep (sweep=...), then fit and report
@@ -25,8 +26,26 @@ USAGE = __doc__ or ""
 
 
 def _describe(overrides: list[str]) -> int:
+    if len(overrides) == 1 and "=" not in overrides[0]:
+        return _describe_file(overrides[0])
     cfg = validate(to_typed(load_config(overrides)))
     print(json.dumps(describe_config(cfg), indent=2))
+    return 0
+
+
+def _describe_file(path: str) -> int:
+    """A transformer weights file (release or export) or, failing that, a tokenizer checkpoint."""
+    from infinity_train.models.reference import ReferenceCheckpointError, describe_weights
+    from infinity_train.tokenizer.reference import describe_tokenizer_file
+
+    try:
+        description = describe_weights(path)
+    except ReferenceCheckpointError as error:
+        try:
+            description = describe_tokenizer_file(path)
+        except Exception:  # not a tokenizer either (safetensors has its own error type): report the first reading
+            raise ConfigError(str(error)) from error
+    print(json.dumps(description, indent=2))
     return 0
 
 

@@ -2,8 +2,12 @@
 
     infinity-sample --run runs/debug2 --prompts "a red cube" "two blue spheres" --per-prompt 4 --out grid.png
 
+    infinity-sample --checkpoint infinity_2b_reg.pth --tokenizer infinity_vae_d32_reg.pth \
+        --set model.text_encoder.path=/models/flan-t5-xl --prompts "a dog" --resolution 1024
+
 Rows of the grid are prompts, columns are samples. The run directory holds ``config.yaml`` and
-``export/model.safetensors``; ``--checkpoint FILE --config FILE`` names them separately. Bad inputs
+``export/model.safetensors``; ``--checkpoint FILE --config FILE`` names them separately; a release
+checkpoint needs no config (it is built from the file's shape, see ``infinity_train.weights``). Bad inputs
 (a missing file, a checkpoint that does not fit the config, an unknown aspect template) exit with
 status 2 and one line naming the problem. ``sample_images`` and ``save_grid`` are the reusable part
 (the trainer's periodic sample grids call them).
@@ -30,13 +34,13 @@ from infinity_train.models.infinity import InfinityTransformer
 from infinity_train.models.sampling import eval_mode, generate_bits
 from infinity_train.models.text_conditioning import PackedText as ModelPackedText
 from infinity_train.tokenizer import BitwiseTokenizer
+from infinity_train.weights import TransformerWeights, load_weights, read_weights, release_config
 
 log = logging.getLogger(__name__)
 
 MODEL_FILE = Path("export") / "model.safetensors"
 META_FILE = Path("export") / "meta.json"
 CONFIG_FILE = "config.yaml"
-SHOWN_KEYS = 5
 
 
 class SampleError(ValueError):
@@ -72,8 +76,10 @@ def sample_images(
     top_p: float = 0.0,
     seed: int = 0,
     per_prompt: int = 1,
-) -> torch.Tensor:
-    """Generate ``per_prompt`` images for every prompt: (len(prompts) * per_prompt, H, W, 3) uint8, CPU.
+    return_bits: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
+    """Generate ``per_prompt`` images for every prompt: (len(prompts) * per_prompt, H, W, 3) uint8, CPU
+    (with ``return_bits``, also the sampled bits of every scale, (N, h, w, d) bool).
 
     Prompt-major order (all samples of prompt 0 first). One batch, KV-cached, CFG as a doubled batch;
     the same seed and inputs give the same images. ``model`` is the plain (unwrapped) transformer.
@@ -90,9 +96,11 @@ def sample_images(
     weight_dtype = next(model.parameters()).dtype
     text = ModelPackedText(encoded.tokens.to(device, weight_dtype), encoded.cu_seqlens.to(device), encoded.max_seqlen)
     with _precision(device), eval_mode(tokenizer):
-        generated = generate_bits(model, text, schedule, cfg=cfg, tau=tau, top_k=top_k, top_p=top_p, generator=seed)
+        generated = generate_bits(
+            model, text, schedule, cfg=cfg, tau=tau, top_k=top_k, top_p=top_p, generator=seed, patchify=tokenizer.patchify
+        )
         images = tokenizer.decode(tokenizer.bits_to_latent(generated.bits, schedule))
-    return to_uint8(images)
+    return (to_uint8(images), generated.bits) if return_bits else to_uint8(images)
 
 
 def save_grid(images: torch.Tensor, path: str | Path, rows: int) -> Path:
@@ -118,38 +126,30 @@ def save_grid(images: torch.Tensor, path: str | Path, rows: int) -> Path:
 # ---------------------------------------------------------------- loading a run
 
 
-def _listing(keys: list[str]) -> str:
-    shown = ", ".join(keys[:SHOWN_KEYS])
-    return f"{shown}, ... ({len(keys)} in all)" if len(keys) > SHOWN_KEYS else shown
-
-
-def locate_run(run: str | None, checkpoint: str | None, config: str | None) -> tuple[Path, Path]:
-    """(checkpoint file, config file) from ``--run`` or ``--checkpoint`` + ``--config``."""
-    if run is not None:
-        run_dir = Path(run)
-        if not run_dir.is_dir():
-            raise SampleError(f"run directory {run_dir} does not exist")
-        checkpoint_path, config_path = run_dir / MODEL_FILE, run_dir / CONFIG_FILE
-        meta = run_dir / META_FILE
-        if meta.is_file():
-            try:
-                task = json.loads(meta.read_text()).get("task")
-            except (ValueError, AttributeError) as error:
-                raise SampleError(f"{meta} is not a JSON object: {error}") from error
-            if task != Task.transformer.value:
-                raise SampleError(f"{run_dir} is a {task} run; sampling needs a transformer run")
-    else:
-        checkpoint_path, config_path = Path(checkpoint), Path(config)
+def locate_run(run: str) -> tuple[Path, Path]:
+    """(exported weights, config file) of a transformer run directory."""
+    run_dir = Path(run)
+    if not run_dir.is_dir():
+        raise SampleError(f"run directory {run_dir} does not exist")
+    checkpoint_path, config_path = run_dir / MODEL_FILE, run_dir / CONFIG_FILE
+    meta = run_dir / META_FILE
+    if meta.is_file():
+        try:
+            task = json.loads(meta.read_text()).get("task")
+        except (ValueError, AttributeError) as error:
+            raise SampleError(f"{meta} is not a JSON object: {error}") from error
+        if task != Task.transformer.value:
+            raise SampleError(f"{run_dir} is a {task} run; sampling needs a transformer run")
     for what, path in (("config", config_path), ("checkpoint", checkpoint_path)):
         if not path.is_file():
             raise SampleError(f"{what} {path} does not exist")
     return checkpoint_path, config_path
 
 
-def load_run_config(path: Path, tokenizer_checkpoint: str | None = None) -> TrainConfig:
-    """A run's resolved config.yaml, merged into the schema and validated."""
+def load_run_config(path: Path, tokenizer_checkpoint: str | None = None, overrides: Sequence[str] = ()) -> TrainConfig:
+    """A run's resolved config.yaml, merged into the schema with ``overrides`` (key=value) and validated."""
     try:
-        merged = OmegaConf.merge(OmegaConf.structured(TrainConfig), OmegaConf.load(path))
+        merged = OmegaConf.merge(OmegaConf.structured(TrainConfig), OmegaConf.load(path), OmegaConf.from_dotlist(list(overrides)))
     except Exception as error:  # OmegaConf raises several types for unknown keys and wrong values
         raise ConfigError(f"{path}: {' '.join(str(error).split())}") from error
     if tokenizer_checkpoint is not None:
@@ -160,37 +160,32 @@ def load_run_config(path: Path, tokenizer_checkpoint: str | None = None) -> Trai
     return cfg
 
 
-def check_state_dict(model: InfinityTransformer, state: dict[str, torch.Tensor], source: Path, cfg: TrainConfig) -> None:
-    """Raise a one-line ``SampleError`` unless ``state`` fits ``model`` exactly."""
-    own = model.state_dict()
-    missing = [key for key in own if key not in state]
-    unexpected = [key for key in state if key not in own]
-    if missing or unexpected:
-        parts = [f"missing keys: {_listing(missing)}"] if missing else []
-        parts += [f"unexpected keys: {_listing(unexpected)}"] if unexpected else []
-        raise SampleError(f"checkpoint {source} does not match model={cfg.model.name}: " + "; ".join(parts))
-    found_bits = state["word_embed.weight"].shape[-1]
-    if found_bits != model.bits:
-        raise SampleError(f"checkpoint {source} predicts d={found_bits} bits per token but the config has tokenizer.d={model.bits}")
-    mismatched = [f"{key} {tuple(state[key].shape)} vs {tuple(own[key].shape)}" for key in own if state[key].shape != own[key].shape]
-    if mismatched:
-        raise SampleError(f"checkpoint {source} shapes (found vs model={cfg.model.name}) differ: {_listing(mismatched)}")
-
-
-def load_transformer(cfg: TrainConfig, checkpoint: Path, device: torch.device) -> InfinityTransformer:
-    """The run's transformer with the exported weights, strictly loaded, in eval mode."""
-    from safetensors.torch import load_file
-
+def load_transformer(cfg: TrainConfig, weights: TransformerWeights, device: torch.device) -> InfinityTransformer:
+    """The config's transformer with ``weights`` (an export or a release checkpoint), strictly loaded, in eval mode."""
     from infinity_train.build import build_transformer
 
-    try:
-        state = load_file(str(checkpoint), device=str(device))
-    except Exception as error:  # safetensors raises its own error type for a corrupt file
-        raise SampleError(f"cannot read checkpoint {checkpoint}: {' '.join(str(error).split())}") from error
     model = build_transformer(cfg, device)
-    check_state_dict(model, state, checkpoint, cfg)
-    model.load_state_dict(state, strict=True)
+    load_weights(model, weights)
     return model.eval().requires_grad_(False)
+
+
+def resolve_model(args: argparse.Namespace) -> tuple[TrainConfig, TransformerWeights]:
+    """The config and weights ``--run`` / ``--checkpoint [--config]`` name. A release checkpoint needs no
+    config: it is built from the file's shape, ``--tokenizer`` and ``--set``."""
+    if args.run is not None:
+        checkpoint, config = locate_run(args.run)
+    else:
+        checkpoint, config = Path(args.checkpoint), Path(args.config) if args.config else None
+        if config is not None and not config.is_file():
+            raise SampleError(f"config {config} does not exist")
+    weights = read_weights(checkpoint)
+    if config is not None:
+        return load_run_config(config, args.tokenizer, args.set), weights
+    if not weights.release_layout:
+        raise SampleError(f"{checkpoint} is in this project's layout: pass --config (its run's config.yaml) or --run")
+    if args.tokenizer is None:
+        raise SampleError("a release checkpoint needs --tokenizer (e.g. infinity_vae_d32_reg.pth, which infinity_2b_reg.pth was trained on)")
+    return release_config(weights, args.tokenizer, args.set), weights
 
 
 # ---------------------------------------------------------------- command line
@@ -234,25 +229,35 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--run", help="transformer run directory (config.yaml + export/model.safetensors)")
-    source.add_argument("--checkpoint", help="transformer weights (.safetensors); needs --config")
+    source.add_argument(
+        "--checkpoint",
+        help="transformer weights: an export (.safetensors, with --config) or an Infinity release checkpoint "
+        "(infinity_2b_reg.pth, a .safetensors copy or the 8B model's sharded directory; --config optional)",
+    )
     parser.add_argument("--config", help="the run's resolved config.yaml (with --checkpoint)")
-    parser.add_argument("--tokenizer", help="override the run config's tokenizer.checkpoint (file or tokenizer run dir)")
+    parser.add_argument("--tokenizer", help="the tokenizer: overrides the config's tokenizer.checkpoint; required with a release checkpoint")
+    parser.add_argument(
+        "--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+        help="config overrides, e.g. model.text_encoder.path=/models/flan-t5-xl (Hydra syntax for a release checkpoint)",
+    )
     text = parser.add_mutually_exclusive_group(required=True)
     text.add_argument("--prompts", nargs="+", help="one or more captions")
     text.add_argument("--prompts-file", help="a text file with one caption per line")
     parser.add_argument("--cfg", type=float, default=3.0, help="classifier-free guidance scale (1 = none)")
     parser.add_argument("--tau", type=float, default=1.0, help="temperature on the bit logits")
     parser.add_argument("--top-k", type=int, default=0, help="per-bit top-k: 1 = greedy, 0 or 2 = sample")
-    parser.add_argument("--top-p", type=float, default=0.0, help="per-bit top-p in (0, 1]; 0 = off")
+    parser.add_argument(
+        "--top-p", type=float, default=0.97,
+        help="per-bit top-p in (0, 1]; 0 = off; default 0.97 as the release's gen_one_img (its top_k=900 keeps both values of a bit)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--aspect", type=float, default=1.0, help=f"h/w template: {', '.join(f'{t:g}' for t in scales.ASPECT_RATIOS)}")
     parser.add_argument("--resolution", type=int, default=None, help="default: the run's data.resolution")
     parser.add_argument("--per-prompt", type=int, default=4, help="images per prompt (grid columns)")
     parser.add_argument("--out", default="grid.png", help="PNG file to write")
+    parser.add_argument("--save-bits", help="also write the sampled bits (bits/<scale>: (N, h, w, d) uint8) to this .safetensors file")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     args = parser.parse_args(argv)
-    if args.checkpoint is not None and args.config is None:
-        parser.error("--checkpoint needs --config (the run's config.yaml)")
     if args.run is not None and args.config is not None:
         parser.error("--config goes with --checkpoint; --run reads <run>/config.yaml")
     return args
@@ -277,24 +282,36 @@ def run(args: argparse.Namespace) -> Path:
 
     check_sampling_args(args)
     prompts = read_prompts(args.prompts, args.prompts_file)
-    checkpoint, config = locate_run(args.run, args.checkpoint, args.config)
-    cfg = load_run_config(config, args.tokenizer)
-    schedule = resolve_schedule(cfg, args.resolution, args.aspect)
-    device = resolve_device(args.device)
     try:
-        model = load_transformer(cfg, checkpoint, device)
+        cfg, weights = resolve_model(args)
+        schedule = resolve_schedule(cfg, args.resolution, args.aspect)
+        device = resolve_device(args.device)
+        model = load_transformer(cfg, weights, device)
+        del weights
         tokenizer = load_trained_tokenizer(cfg, device)
         text_encoder = build_text_encoder(cfg, device)
     except (FileNotFoundError, ValueError) as error:
-        if isinstance(error, SampleError):
+        if isinstance(error, (SampleError, ConfigError)):
             raise
         raise SampleError(" ".join(str(error).split())) from error
     log.info("sampling %d prompts x %d at %s on %s", len(prompts), args.per_prompt, schedule[-1], device)
-    images = sample_images(
+    images, bits = sample_images(
         model, tokenizer, text_encoder, prompts, schedule, cfg=args.cfg, tau=args.tau, top_k=args.top_k, top_p=args.top_p,
-        seed=args.seed, per_prompt=args.per_prompt,
+        seed=args.seed, per_prompt=args.per_prompt, return_bits=True,
     )
+    if args.save_bits:
+        save_bits(bits, args.save_bits)
     return save_grid(images, args.out, rows=len(prompts))
+
+
+def save_bits(bits: Sequence[torch.Tensor], path: str | Path) -> Path:
+    """Per-scale bits (N, h, w, d) as uint8 tensors ``bits/<scale>`` in one safetensors file."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file({f"bits/{k}": b.to(torch.uint8).cpu().contiguous() for k, b in enumerate(bits)}, str(path))
+    return path
 
 
 def main(argv: list[str] | None = None) -> int:

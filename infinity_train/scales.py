@@ -27,17 +27,25 @@ _LANDSCAPE_SCHEDULES: dict[float, tuple[tuple[int, int], ...]] = {
 }
 
 
+def _portrait_key(ratio: float) -> float:
+    """The release's key for a portrait template: 1/ratio truncated to 3 decimals (1/1.5 -> 0.666)."""
+    return int(1 / ratio * 1000) / 1000
+
+
 def _build_templates() -> dict[float, tuple[tuple[int, int], ...]]:
+    """Templates in the release's order: each landscape ratio followed by its portrait transpose."""
     templates: dict[float, tuple[tuple[int, int], ...]] = {}
     for ratio, grids in _LANDSCAPE_SCHEDULES.items():
         templates[ratio] = grids
         if ratio != 1.0:
-            templates[round(1.0 / ratio, 3)] = tuple((w, h) for h, w in grids)
-    return dict(sorted(templates.items()))
+            templates[_portrait_key(ratio)] = tuple((w, h) for h, w in grids)
+    return templates
 
 
-TEMPLATES: dict[float, tuple[tuple[int, int], ...]] = _build_templates()
-"""h/w template ratio -> the full 13-scale list of token grids."""
+_RELEASE_ORDER: dict[float, tuple[tuple[int, int], ...]] = _build_templates()
+
+TEMPLATES: dict[float, tuple[tuple[int, int], ...]] = dict(sorted(_RELEASE_ORDER.items()))
+"""h/w template ratio -> the full 13-scale list of token grids (keys as the release spells them: 0.666 for 1:1.5)."""
 
 ASPECT_RATIOS: tuple[float, ...] = tuple(TEMPLATES)
 """The 15 h/w templates, ascending."""
@@ -58,16 +66,21 @@ def num_scales(resolution: int) -> int:
 
 
 def nearest_template(h_div_w: float) -> float:
-    """The aspect template nearest an image's height / width."""
+    """The aspect template nearest an image's height / width, as the release picks it: the first minimum of
+    |h/w - template| over the templates in the release's order (which settles exact midpoints)."""
     if not math.isfinite(h_div_w) or h_div_w <= 0:
         raise ValueError(f"image aspect ratio h/w must be a positive number, got {h_div_w}")
-    return min(ASPECT_RATIOS, key=lambda t: abs(t - h_div_w))
+    return min(_RELEASE_ORDER, key=lambda t: abs(h_div_w - t))
+
+
+TEMPLATE_KEY_TOLERANCE = 1e-3  # 0.667 (rounded) names the release's 0.666 (truncated) template too
 
 
 def resolve_template(h_div_w: float) -> float:
-    """``h_div_w`` itself if it names a template (to 3 decimals), else a clear error."""
-    key = round(float(h_div_w), 3)
-    if key not in TEMPLATES:
+    """The template ``h_div_w`` names (to within 0.001), else a clear error."""
+    value = float(h_div_w)
+    key = min(ASPECT_RATIOS, key=lambda t: abs(t - value))
+    if not abs(key - value) <= TEMPLATE_KEY_TOLERANCE + 1e-9:
         raise ValueError(f"h/w {h_div_w} is not an aspect template; templates: {', '.join(f'{t:g}' for t in ASPECT_RATIOS)}")
     return key
 

@@ -18,6 +18,11 @@ if TYPE_CHECKING:
     from infinity_train.config.schema import TrainConfig
 
 
+def release_text_pool_heads(text_dim: int, width: int) -> int:
+    """The release's head count for the attentive text pool: text width / 128 (/ 64 above model width 4096)."""
+    return text_dim // (64 if width > 4096 else 128)
+
+
 @dataclass(frozen=True)
 class TransformerShape:
     depth: int
@@ -124,9 +129,8 @@ def describe_config(cfg: "TrainConfig") -> dict:
 
     text = resolve_text_encoder(cfg.model.text_encoder)
     aspect = cfg.data.aspect_ratios[0] if cfg.data.aspect_ratios else 1.0
-    return {
-        "model": cfg.model.name,
-        "tokenizer_bits": cfg.tokenizer.d,
-        "text_encoder": text.name,
-        **describe(shape_from_config(cfg), cfg.data.resolution, min(cfg.data.caption_tokens, text.max_length), aspect),
-    }
+    shape = shape_from_config(cfg)
+    described = describe(shape, cfg.data.resolution, min(cfg.data.caption_tokens, text.max_length), aspect)
+    pool_heads = cfg.model.text_pool_heads or release_text_pool_heads(shape.text_dim, shape.width)
+    described["shape"]["text_pool_heads"] = pool_heads
+    return {"model": cfg.model.name, "tokenizer_bits": cfg.tokenizer.d, "text_encoder": text.name, **described}

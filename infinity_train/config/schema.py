@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Optional
 
-SUPPORTED_BITS = (8, 12, 16, 24, 32, 48, 64)
+SUPPORTED_BITS = (8, 12, 14, 16, 24, 32, 48, 64)
 
 
 class Task(str, Enum):
@@ -40,6 +40,11 @@ class Attention(str, Enum):
     sdpa = "sdpa"
     flex = "flex"
     flash = "flash"
+
+
+class InputResampling(str, Enum):
+    bilinear = "bilinear"  # the release's ('trilinear' on (B, d, 1, H, W))
+    area = "area"
 
 
 class ScheduleName(str, Enum):
@@ -79,6 +84,14 @@ class TextEncoderConfig:
 class SelfCorrectionConfig:
     prob: float = 0.3  # bit-flip strength drawn from U{0, 0.01, ..., prob}; 0 = plain teacher forcing
     num_scales: int = 13
+    per_sample_strength: bool = False  # the release draws one strength per batch and scale
+    requant: bool = True  # the release's noise_apply_requant: sum the flipped bits' codes (false: flips have no effect)
+
+
+@dataclass
+class LossConfig:
+    reweight_by_scale: bool = True  # per-token weight sqrt(h_K w_K / h_k w_k) (the release's training recipe); false = plain mean
+    label_smoothing: float = 0.0  # on the 2-way bit cross-entropy of training (validation never smooths)
 
 
 @dataclass
@@ -95,8 +108,11 @@ class ModelConfig:
     cond_drop: float = 0.1  # caption dropout for classifier-free guidance
     max_scales: int = 15
     attention: Attention = Attention.auto
+    text_pool_heads: Optional[int] = None  # None: the release's rule, text width / 128 (/ 64 above width 4096)
+    input_resampling: InputResampling = InputResampling.bilinear  # running sum -> next scale's input
     text_encoder: TextEncoderConfig = field(default_factory=TextEncoderConfig)
     self_correction: SelfCorrectionConfig = field(default_factory=SelfCorrectionConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
 
 
 @dataclass

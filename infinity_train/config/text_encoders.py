@@ -28,6 +28,10 @@ def resolve_text_encoder(cfg: TextEncoderConfig) -> ResolvedTextEncoder:
         if not cfg.path or not cfg.dim:
             raise ValueError(f"model.text_encoder.name={cfg.name} needs model.text_encoder.path and model.text_encoder.dim")
         return ResolvedTextEncoder(cfg.name, spec.kind, cfg.path, cfg.dim, cfg.max_length or 512)
+    if spec.kind == "tiny-t5" and cfg.dim is not None:  # built in code at any width (a multiple of 4)
+        if cfg.dim < 4 or cfg.dim % 4:
+            raise ValueError(f"model.text_encoder.dim={cfg.dim}: tiny-t5 needs a positive multiple of 4")
+        return ResolvedTextEncoder(cfg.name, spec.kind, None, cfg.dim, cfg.max_length or spec.max_length or 512)
     if cfg.dim is not None and cfg.dim != spec.hidden_dim:
         raise ValueError(f"model.text_encoder.dim={cfg.dim} contradicts {cfg.name}, whose hidden size is {spec.hidden_dim}")
     max_length = cfg.max_length or spec.max_length or 512

@@ -15,6 +15,7 @@ from infinity_train.config.schema import (
     TrainConfig,
 )
 from infinity_train.config.text_encoders import resolve_text_encoder
+from infinity_train.sizing import release_text_pool_heads
 
 WIDTH_PER_DEPTH = 64  # the family's shape rule: width = 64 * depth, heads = depth (head dim 64)
 
@@ -49,10 +50,27 @@ def _check_model(cfg: TrainConfig, problems: list[str]) -> None:
         problems.append(f"model.self_correction.prob must be in [0, 1], got {m.self_correction.prob}")
     if m.self_correction.num_scales < 0:
         problems.append(f"model.self_correction.num_scales must be >= 0, got {m.self_correction.num_scales}")
+    if not 0.0 <= m.loss.label_smoothing < 1.0:
+        problems.append(f"model.loss.label_smoothing must be in [0, 1), got {m.loss.label_smoothing}")
     try:
-        resolve_text_encoder(m.text_encoder)
+        text_dim = resolve_text_encoder(m.text_encoder).dim
     except ValueError as error:
         problems.append(str(error))
+        return
+    _check_text_pool_heads(m, width, text_dim, problems)
+
+
+def _check_text_pool_heads(m: ModelConfig, width: int, text_dim: int, problems: list[str]) -> None:
+    if m.text_pool_heads is not None:
+        if m.text_pool_heads < 1 or width % m.text_pool_heads:
+            problems.append(f"model.text_pool_heads={m.text_pool_heads} must be >= 1 and divide model.width={width}")
+        return
+    heads = release_text_pool_heads(text_dim, width)
+    if heads < 1 or width % heads:
+        problems.append(
+            f"the release's text-pool rule gives {heads} heads (text width {text_dim} / {64 if width > 4096 else 128}), "
+            f"which does not divide model.width={width}: set model.text_pool_heads"
+        )
 
 
 def _check_tokenizer(cfg: TrainConfig, problems: list[str]) -> None:

@@ -20,6 +20,12 @@ from infinity_train.models.blocks import ADALN_CHUNKS, AttentionInputs, Infinity
 from infinity_train.models.layout import Schedule, as_schedule, scale_lengths, token_scale_ids
 from infinity_train.models.rope import RopeTables, rope_reference_grid
 from infinity_train.models.text_conditioning import PackedText, TextAttentivePool, substitute_uncond
+from infinity_train.sizing import release_text_pool_heads
+from infinity_train.tokenizer.ops import INPUT_RESAMPLING
+
+MODEL_FORMAT = 2
+"""Version of the transformer's function, recorded in checkpoints and exports. 2: the release's RoPE positions,
+text-pool heads, caption-length unconditional text and bilinear next-scale inputs (format 1 predates them)."""
 
 INIT_GATE_GAIN = 5e-6
 INIT_ADALN_GAIN = 1e-3
@@ -62,10 +68,21 @@ class InfinityTransformer(nn.Module):
         attention: str = "auto",
         norm_eps: float = 1e-6,
         rope_base: float = 10000.0,
+        text_pool_heads: int | None = None,
+        input_resampling: str = "bilinear",
     ) -> None:
+        """``text_pool_heads``: heads of the attentive text pool; None = the release's rule
+        (``release_text_pool_heads``). ``input_resampling``: how the running sum of codes is resampled to
+        the next scale's input ("bilinear", the release's, or "area"); training and sampling read it here."""
         super().__init__()
         if width % heads:
             raise ValueError(f"width {width} is not divisible by heads {heads}")
+        pool_heads = release_text_pool_heads(text_dim, width) if text_pool_heads is None else text_pool_heads
+        if pool_heads < 1 or width % pool_heads:
+            rule = "" if text_pool_heads is not None else f" (the release's rule: text width {text_dim} / {64 if width > 4096 else 128})"
+            raise ValueError(f"{pool_heads} text-pool heads{rule} do not divide width {width}; set text_pool_heads")
+        if input_resampling not in INPUT_RESAMPLING:
+            raise ValueError(f"input_resampling must be one of {INPUT_RESAMPLING}, got {input_resampling!r}")
         if attention not in ATTENTION_SETTINGS:
             raise ValueError(f"attention must be one of {ATTENTION_SETTINGS}, got {attention!r}")
         hidden = ffn_hidden_width(width, mlp_ratio)
@@ -75,13 +92,14 @@ class InfinityTransformer(nn.Module):
         self.text_dim, self.text_max_len, self.mlp_ratio = text_dim, text_max_len, mlp_ratio
         self.drop_path, self.cond_drop, self.max_scales = drop_path, cond_drop, max_scales
         self.attention = attention
+        self.text_pool_heads, self.input_resampling = pool_heads, input_resampling
 
         self.word_embed = nn.Linear(bits, width)
         self.start_pos = nn.Parameter(torch.empty(1, 1, width))
         self.scale_embed = nn.Embedding(max_scales, width)
         self.uncond_text = nn.Parameter(torch.empty(text_max_len, text_dim))
         self.text_norm = nn.RMSNorm(text_dim, eps=norm_eps)
-        self.text_pool = TextAttentivePool(text_dim, width, heads)
+        self.text_pool = TextAttentivePool(text_dim, width, pool_heads)
         self.text_proj = nn.Sequential(nn.Linear(text_dim, width), nn.GELU(approximate="tanh"), nn.Linear(width, width))
         self.shared_adaln = nn.Sequential(nn.SiLU(), nn.Linear(width, len(ADALN_CHUNKS) * width))
         rates = torch.linspace(0, drop_path, depth, device="cpu").tolist()  # stochastic depth grows linearly with depth

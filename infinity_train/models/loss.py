@@ -31,15 +31,31 @@ class BitwiseLoss(NamedTuple):
     token_accuracy: torch.Tensor  # scalar: fraction of tokens with all d bits right
 
 
-def bitwise_loss(logits: torch.Tensor, labels: torch.Tensor, schedule: Sequence[Sequence[int]]) -> BitwiseLoss:
-    """logits (B, L, d, 2), labels (B, L, d) bool or 0/1; the loss is computed in fp32."""
+def bitwise_loss(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    schedule: Sequence[Sequence[int]],
+    reweight_by_scale: bool = True,
+    label_smoothing: float = 0.0,
+) -> BitwiseLoss:
+    """logits (B, L, d, 2), labels (B, L, d) bool or 0/1; the loss is computed in fp32.
+
+    ``loss`` is the per-token bit-averaged cross-entropy (smoothed by ``label_smoothing``), averaged
+    over tokens with ``scale_loss_weights`` (the release's ``reweight_loss_by_scale=1``) or plainly
+    (``reweight_by_scale=False``). The per-scale losses and accuracies are never smoothed.
+    """
     schedule = as_schedule(schedule)
     batch, length, bits, _ = logits.shape
     if labels.shape != (batch, length, bits):
         raise ValueError(f"labels must be {(batch, length, bits)}, got {tuple(labels.shape)}")
     targets = labels.long()
-    token_ce = F.cross_entropy(logits.float().reshape(-1, 2), targets.reshape(-1), reduction="none").view(batch, length, bits).mean(-1)
-    loss = (token_ce * scale_loss_weights(schedule, logits.device)).mean()
+    flat_logits, flat_targets = logits.float().reshape(-1, 2), targets.reshape(-1)
+    token_ce = F.cross_entropy(flat_logits, flat_targets, reduction="none").view(batch, length, bits).mean(-1)
+    trained_ce = token_ce
+    if label_smoothing > 0:
+        smoothed = F.cross_entropy(flat_logits, flat_targets, reduction="none", label_smoothing=label_smoothing)
+        trained_ce = smoothed.view(batch, length, bits).mean(-1)
+    loss = (trained_ce * scale_loss_weights(schedule, logits.device)).mean() if reweight_by_scale else trained_ce.mean()
 
     with torch.no_grad():
         ids = token_scale_ids(schedule, logits.device)

@@ -1,9 +1,12 @@
-"""2-D rotary position embedding for next-scale token grids.
+"""2-D rotary position embedding for next-scale token grids, as the release computes it
+(``rope2d_normalized_by_hw=2``).
 
-Every scale's cells are placed at their centers in the coordinates of a *reference grid*: the
-final (13th, 1024px) grid of the schedule's aspect template. A scale therefore gets the same
-positions whatever the training resolution (a 256px schedule is a prefix of the 1024px one).
-Half of the head dimension rotates with the row coordinate, the other half with the column.
+Row i of a scale with h rows sits at the integer position round(i * H / h) of a *reference grid*
+H x W, the final (13th, 1024px) grid of the schedule's aspect template (64 x 64 for 1:1), and
+columns likewise; ``round`` is torch's, half to even, on float32 products as in the release. A
+scale therefore gets the same positions whatever the training resolution (a 256px schedule is a
+prefix of the 1024px one). Half of the head dimension rotates with the row, the other half with
+the column; angles and their cos/sin are float32, as in the release's tables.
 """
 
 from __future__ import annotations
@@ -38,23 +41,23 @@ def rope_reference_grid(schedule: Schedule, h_div_w: float | None = None) -> tup
 
 
 def scale_positions(schedule: Schedule, grid: tuple[int, int]) -> torch.Tensor:
-    """(L, 2) float64 (row, col) of every token: its cell center in ``grid`` coordinates."""
+    """(L, 2) int64 (row, col) of every token: round(i * H / h), round(j * W / w) on the ``grid`` H x W."""
     grid_h, grid_w = grid
     rows, cols = [], []
     for h, w in schedule:
-        r = (torch.arange(h, dtype=torch.float64) + 0.5) * (grid_h / h) - 0.5
-        c = (torch.arange(w, dtype=torch.float64) + 0.5) * (grid_w / w) - 0.5
+        r = (torch.arange(h) * (grid_h / h)).round().long()  # float32 product, half-to-even rounding
+        c = (torch.arange(w) * (grid_w / w)).round().long()
         rows.append(r[:, None].expand(h, w).reshape(-1))
         cols.append(c[None, :].expand(h, w).reshape(-1))
     return torch.stack((torch.cat(rows), torch.cat(cols)), dim=-1)
 
 
 def rope_angles(positions: torch.Tensor, head_dim: int, base: float = 10000.0) -> torch.Tensor:
-    """(L, head_dim / 2) rotation angles: the first half of the channel pairs turn with the row, the rest with the column."""
-    quarter = head_dim // 4
-    inv_freq = base ** (-torch.arange(quarter, dtype=torch.float64) / quarter)
-    positions = positions.to(torch.float64)
-    return torch.cat((positions[:, :1] * inv_freq, positions[:, 1:] * inv_freq), dim=-1)
+    """(L, head_dim / 2) float32 rotation angles: the first half of the channel pairs turn with the row, the rest with the column."""
+    half = head_dim // 2
+    inv_freq = 1.0 / (base ** (torch.arange(0, half, 2, dtype=torch.int64).float() / half))
+    positions = positions.float()
+    return torch.cat((torch.outer(positions[:, 0], inv_freq), torch.outer(positions[:, 1], inv_freq)), dim=-1)
 
 
 @lru_cache(maxsize=64)
@@ -80,7 +83,7 @@ class RopeTables:
         key = (schedule, tuple(grid), torch.device(device))
         if key not in self._tables:
             angles = _rope_angles_cpu(schedule, tuple(grid), self.head_dim, self.base)
-            self._tables[key] = (angles.cos().float().to(device), angles.sin().float().to(device))
+            self._tables[key] = (angles.cos().to(device), angles.sin().to(device))
         return self._tables[key]
 
     def for_scale(self, schedule: Schedule, grid: tuple[int, int], scale: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:

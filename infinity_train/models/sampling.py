@@ -14,13 +14,15 @@ import torch
 from infinity_train.models.infinity import InfinityTransformer
 from infinity_train.models.layout import as_schedule
 from infinity_train.models.text_conditioning import PackedText, concat_text
-from infinity_train.tokenizer.ops import area_downsample, bits_to_codes, upsample
+from infinity_train.tokenizer.ops import patchify_bits, unpatchify_bits, upsample
+from infinity_train.tokenizer.quantizer import codes_from_bits, next_scale_input
+from infinity_train.tokenizer.quantizer import teacher_forcing_inputs as _teacher_forcing_inputs
 
 
 @dataclass
 class GeneratedBits:
     bits: list[torch.Tensor]  # per scale (B, h_k, w_k, d) bool
-    latent: torch.Tensor  # (B, d, H, W): sum of the upsampled codes of every scale
+    latent: torch.Tensor  # (B, d, H, W): sum of the upsampled codes of every scale, on the latent grid
     logits: list[torch.Tensor] = field(default_factory=list)  # per scale (B, h_k*w_k, d, 2) guided logits before tau, if asked
 
 
@@ -42,17 +44,9 @@ def sample_bits(logits: torch.Tensor, top_k: int = 0, top_p: float = 0.0, genera
     return torch.where(keep_both, sampled, prob_one > 0.5)
 
 
-def teacher_forcing_inputs(bits: Sequence[torch.Tensor], schedule: Sequence[Sequence[int]]) -> torch.Tensor:
-    """The model input (B, L - 1, d) for known bits of every scale, built exactly as sampling builds it:
-    the running sum of upsampled codes, area-downsampled to each next scale and flattened row-major."""
-    schedule = as_schedule(schedule)
-    final = schedule[-1]
-    latent = torch.zeros(bits[0].shape[0], bits[0].shape[-1], *final, device=bits[0].device)
-    inputs = []
-    for k in range(len(schedule) - 1):
-        latent = latent + upsample(bits_to_codes(bits[k]).permute(0, 3, 1, 2), final)
-        inputs.append(area_downsample(latent, schedule[k + 1]).flatten(2).transpose(1, 2))
-    return torch.cat(inputs, dim=1) if inputs else latent.new_zeros(latent.shape[0], 0, latent.shape[1])
+def teacher_forcing_inputs(bits: Sequence[torch.Tensor], schedule: Sequence[Sequence[int]], resampling: str = "bilinear") -> torch.Tensor:
+    """The model input (B, L - 1, d) for known bits of every scale, built exactly as sampling builds it."""
+    return _teacher_forcing_inputs(list(bits), as_schedule(schedule), resampling)
 
 
 def _per_scale(value: float | Sequence[float], count: int, name: str) -> list[float]:
@@ -88,13 +82,18 @@ def generate_bits(
     *,
     rope_grid: tuple[int, int] | None = None,
     return_logits: bool = False,
+    patchify: bool = False,
 ) -> GeneratedBits:
     """Sample the bits of every scale of ``schedule`` for the B captions of ``text_packed``.
 
-    cfg, tau: one value or one per scale. Guided logits are ``cfg * cond + (1 - cfg) * uncond``
-    (the unconditional half of a doubled batch uses the learned unconditional text); cfg = 1 at
-    every scale skips the unconditional half. Logits are divided by tau before sampling.
-    generator: a torch.Generator on the model's device, or an int seed.
+    cfg, tau: one value or one per scale. As in the release, logits are multiplied by 1/tau, then
+    guided: ``cfg * cond + (1 - cfg) * uncond`` (the unconditional half of a doubled batch uses the
+    learned unconditional text, cut to each caption's length); cfg = 1 at every scale skips the
+    unconditional half. The next scale's input is the running sum of codes resampled by the model's
+    ``input_resampling``, as in training. generator: a torch.Generator on the model's device, or an
+    int seed. ``return_logits`` keeps the guided logits of every scale (after 1/tau). With ``patchify``
+    (a stride-8 tokenizer, tokens of 2x2 latent cells) the running sum lives on the latent grid, twice
+    the token grid, and each input is its 2x2 space-to-depth, as in training and in the release.
     """
     schedule = as_schedule(schedule)
     text = PackedText(*text_packed)
@@ -107,7 +106,11 @@ def generate_bits(
     if isinstance(generator, int):
         generator = torch.Generator(device=device).manual_seed(generator)
     guided = any(c != 1.0 for c in cfgs)
-    final_h, final_w = schedule[-1]
+    factor = 2 if patchify else 1
+    if model.bits % (factor * factor):
+        raise ValueError(f"patchify needs a token width divisible by 4, got {model.bits}")
+    latent_schedule = tuple((h * factor, w * factor) for h, w in schedule)
+    final_h, final_w = latent_schedule[-1]
 
     with eval_mode(model):
         if guided:
@@ -116,18 +119,23 @@ def generate_bits(
         else:
             cache = model.new_cache(text, rope_grid=rope_grid)
 
-        result = GeneratedBits(bits=[], latent=torch.zeros(batch, model.bits, final_h, final_w, device=device))
+        latent_dim = model.bits // (factor * factor)
+        result = GeneratedBits(bits=[], latent=torch.zeros(batch, latent_dim, final_h, final_w, device=device))
         scale_input = None
         for k, (h, w) in enumerate(schedule):
-            logits = model.forward_scale(scale_input, k, schedule, cache).float()
+            logits = model.forward_scale(scale_input, k, schedule, cache).float().mul(1 / taus[k])
             if guided:
                 logits = cfgs[k] * logits[:batch] + (1 - cfgs[k]) * logits[batch:]
             if return_logits:
                 result.logits.append(logits)
-            bits = sample_bits(logits / taus[k], top_k, top_p, generator).view(batch, h, w, model.bits)
+            bits = sample_bits(logits, top_k, top_p, generator).view(batch, h, w, model.bits)
             result.bits.append(bits)
-            result.latent += upsample(bits_to_codes(bits).permute(0, 3, 1, 2), (final_h, final_w))
+            latent_bits = unpatchify_bits(bits) if patchify else bits
+            result.latent += upsample(codes_from_bits(latent_bits), (final_h, final_w))
             if k + 1 < len(schedule):
-                next_input = area_downsample(result.latent, schedule[k + 1]).flatten(2).transpose(1, 2)
+                next_input = next_scale_input(result.latent, latent_schedule[k + 1], model.input_resampling)
+                if patchify:
+                    next_h, next_w = latent_schedule[k + 1]
+                    next_input = patchify_bits(next_input.reshape(batch, next_h, next_w, latent_dim)).flatten(1, 2)
                 scale_input = torch.cat((next_input, next_input)) if guided else next_input
     return result

@@ -48,12 +48,21 @@ def concat_text(first: PackedText, second: PackedText) -> PackedText:
 
 
 def substitute_uncond(text: PackedText, uncond: torch.Tensor, mask: torch.Tensor) -> PackedText:
-    """Replace the caption of every sample where ``mask`` (B,) is True by all T tokens of ``uncond`` (T, Dt)."""
+    """Replace the caption of every sample where ``mask`` (B,) is True by the first len(caption) rows of
+    ``uncond`` (T, Dt), as the release does: the unconditional text has the caption's length, so the
+    packing (and every attention over it) is unchanged."""
     mask_list = mask.tolist()
     if not any(mask_list):
         return text
-    pieces = [uncond.to(text.tokens.dtype) if drop else caption for drop, caption in zip(mask_list, unpack_text(text))]
-    return pack_text(pieces)
+    lengths = (text.cu_seqlens[1:] - text.cu_seqlens[:-1]).tolist()
+    if max(length for drop, length in zip(mask_list, lengths) if drop) > uncond.shape[0]:
+        raise ValueError(f"a caption has more tokens than the {uncond.shape[0]} rows of the unconditional text (model text_max_len)")
+    tokens = text.tokens.clone()
+    for drop, start, length in zip(mask_list, text.cu_seqlens[:-1].tolist(), lengths):
+        if drop:
+            tokens[start : start + length] = uncond[:length].to(tokens.dtype)
+    return PackedText(tokens, text.cu_seqlens, text.max_seqlen)
+
 
 
 class TextAttentivePool(nn.Module):

@@ -56,17 +56,19 @@ class TextEncoder:
         dtype: str | torch.dtype = "auto",
         device: torch.device | str = "cpu",
         seed: int = 0,
+        dim: int | None = None,
     ) -> TextEncoder:
         """Build a known encoder (see ``KNOWN_TEXT_ENCODERS``) or, with name 't5'/'auto', any encoder at ``path``.
 
         ``path`` is a local directory or a Hugging Face repo id already in the local cache; nothing is
-        downloaded. ``seed`` only matters for 'tiny-t5'. dtype 'auto' = bf16 on CUDA, fp32 on CPU.
+        downloaded. ``seed`` and ``dim`` (its width, default 64) only matter for 'tiny-t5'. dtype
+        'auto' = bf16 on CUDA, fp32 on CPU.
         """
         spec = lookup_text_encoder(name)
         torch_dtype = resolve_dtype(dtype, device)
-        model, tokenizer = _load(name, spec, path, torch_dtype, seed)
+        model, tokenizer = _load(name, spec, path, torch_dtype, seed, dim)
         hidden_dim = model.config.hidden_size
-        if spec.hidden_dim is not None and hidden_dim != spec.hidden_dim:
+        if spec.hidden_dim is not None and spec.kind != "tiny-t5" and hidden_dim != spec.hidden_dim:
             raise ValueError(
                 f"text encoder {name!r} should be {spec.hidden_dim}-dim but the weights loaded from {path} "
                 f"are {hidden_dim}-dim; use name='t5' or 'auto' for a different model"
@@ -130,12 +132,12 @@ class TextEncoder:
 
 
 def _load(
-    name: str, spec: TextEncoderSpec, path: str | Path | None, dtype: torch.dtype, seed: int
+    name: str, spec: TextEncoderSpec, path: str | Path | None, dtype: torch.dtype, seed: int, dim: int | None = None
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     if spec.kind == "tiny-t5":
         if path is not None:
             raise ValueError("text encoder 'tiny-t5' is built in code and takes no path; use name='t5' to load one")
-        model, tokenizer = build_tiny_t5(seed)
+        model, tokenizer = build_tiny_t5(seed, dim or spec.hidden_dim or 64)
         return model.to(dtype), tokenizer
     if path is not None:
         directory = resolve_weights_dir(path, name=name)

@@ -29,12 +29,15 @@ def build_byte_tokenizer(model_max_length: int = TINY_T5_MAX_LENGTH) -> PreTrain
     )
 
 
-def tiny_t5_config() -> T5Config:
+def tiny_t5_config(dim: int = TINY_T5_DIM) -> T5Config:
+    """A 2-layer, 4-head T5 encoder of width ``dim`` (a multiple of 4): text paths of any width in tests."""
+    if dim < 4 or dim % 4:
+        raise ValueError(f"tiny-t5 width must be a positive multiple of 4, got {dim}")
     return T5Config(
         vocab_size=len(SPECIAL_TOKENS) + 256,
-        d_model=TINY_T5_DIM,
-        d_kv=16,
-        d_ff=128,
+        d_model=dim,
+        d_kv=dim // 4,
+        d_ff=2 * dim,
         num_layers=2,
         num_heads=4,
         relative_attention_num_buckets=32,
@@ -48,11 +51,11 @@ def tiny_t5_config() -> T5Config:
     )
 
 
-def build_tiny_t5(seed: int = 0) -> tuple[T5EncoderModel, PreTrainedTokenizerBase]:
-    """Same seed -> identical weights; the global RNG state is left untouched."""
+def build_tiny_t5(seed: int = 0, dim: int = TINY_T5_DIM) -> tuple[T5EncoderModel, PreTrainedTokenizerBase]:
+    """Same seed and width -> identical weights; the global RNG state is left untouched."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = T5EncoderModel(tiny_t5_config())
+        model = T5EncoderModel(tiny_t5_config(dim))
     return model, build_byte_tokenizer()
 
 

@@ -14,7 +14,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-SUPPORTED_DIMS: tuple[int, ...] = (8, 12, 16, 24, 32, 48, 64)
+SUPPORTED_DIMS: tuple[int, ...] = (8, 12, 14, 16, 24, 32, 48, 64)
 """Bits per token (latent channels d) the tokenizer can be built with."""
 
 MAX_GROUPS = 32

@@ -28,10 +28,21 @@ def bits_to_codes(bits: torch.Tensor) -> torch.Tensor:
     return (bits.float() * 2.0 - 1.0) / math.sqrt(d)
 
 
-def scale_input(summed_codes: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """The transformer's input for the scale of grid ``size``: the running reconstruction
-    (B, d, H, W) area-resampled to that grid. Training and sampling must both use this."""
-    return area_downsample(summed_codes, size)
+INPUT_RESAMPLING = ("bilinear", "area")
+"""How the running reconstruction becomes the next scale's input. "bilinear" is the release's (its
+``F.interpolate(..., mode='trilinear')`` on (B, d, 1, H, W) is bilinear per frame); "area" box-averages."""
+
+
+def scale_input(summed_codes: torch.Tensor, size: tuple[int, int], mode: str = "bilinear") -> torch.Tensor:
+    """The transformer's input for the scale of grid ``size``: the running reconstruction (B, d, H, W)
+    resampled to that grid. Teacher forcing, self-correction and sampling must all use this."""
+    if mode == "area":
+        return area_downsample(summed_codes, size)
+    if mode != "bilinear":
+        raise ValueError(f"input resampling must be one of {INPUT_RESAMPLING}, got {mode!r}")
+    if tuple(summed_codes.shape[-2:]) == tuple(size):
+        return summed_codes
+    return F.interpolate(summed_codes, size=size, mode="bilinear", align_corners=False)
 
 
 def patchify_bits(bits: torch.Tensor) -> torch.Tensor:

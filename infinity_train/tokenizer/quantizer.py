@@ -149,12 +149,12 @@ def bits_to_latent(bits_list: Sequence[torch.Tensor], schedule: Schedule, full_h
     return latent
 
 
-def teacher_forcing_inputs(codes_list: Sequence[torch.Tensor], schedule: Schedule) -> torch.Tensor:
+def teacher_forcing_inputs(codes_list: Sequence[torch.Tensor], schedule: Schedule, resampling: str = "bilinear") -> torch.Tensor:
     """Transformer inputs after its start token: (B, L - h_1 w_1, d).
 
-    For k = 2..K: the running reconstruction sum_{j<k} up(q_j) resampled (see ``ops.scale_input``)
-    to scale k's grid, flattened row-major, scales concatenated. ``codes_list`` holds per-scale bool
-    bits (B, h, w, d) or float codes (B, d, h, w).
+    For k = 2..K: the running reconstruction sum_{j<k} up(q_j) resampled (``ops.scale_input`` with
+    ``resampling``) to scale k's grid, flattened row-major, scales concatenated. ``codes_list`` holds
+    per-scale bool bits (B, h, w, d) or float codes (B, d, h, w).
     """
     grids = tuple((int(h), int(w)) for h, w in schedule)
     _check_count(codes_list, grids, "codes")
@@ -162,15 +162,15 @@ def teacher_forcing_inputs(codes_list: Sequence[torch.Tensor], schedule: Schedul
     running = upsample(_as_codes(codes_list[0], grids[0], 0), full_hw)
     inputs = [running.new_zeros((running.shape[0], 0, running.shape[1]))]
     for k in range(1, len(grids)):
-        inputs.append(next_scale_input(running, grids[k]))
+        inputs.append(next_scale_input(running, grids[k], resampling))
         if k + 1 < len(grids):
             running = running + upsample(_as_codes(codes_list[k], grids[k], k), full_hw)
     return torch.cat(inputs, dim=1)
 
 
-def next_scale_input(summed_codes: torch.Tensor, grid: Grid) -> torch.Tensor:
-    """Sampling-time input for the scale of ``grid``: (B, h*w, d) from the running sum (B, d, H, W)."""
-    return scale_input(summed_codes, grid).flatten(2).transpose(1, 2)
+def next_scale_input(summed_codes: torch.Tensor, grid: Grid, resampling: str = "bilinear") -> torch.Tensor:
+    """Input for the scale of ``grid``: (B, h*w, d) from the running sum (B, d, H, W)."""
+    return scale_input(summed_codes, grid, resampling).flatten(2).transpose(1, 2)
 
 
 def parent_bit_dependence(bits_list: Sequence[torch.Tensor]) -> torch.Tensor:

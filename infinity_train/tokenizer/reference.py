@@ -2,8 +2,11 @@
 
 A reference ``.pth`` file holds the autoencoder's state dict under ``"vae"`` (or ``"ema"``);
 its keys are ``encoder.*``, ``decoder.*`` and the bit-weight buffer ``quantizer.lfq.mask``,
-which is exactly the layout of :class:`BitwiseTokenizer`. Plain state dicts, other wrapper keys
-("state_dict", "model"), DDP/compile prefixes and safetensors files are accepted too.
+which is exactly the layout of :class:`BitwiseTokenizer`. The release's class registers its
+quantizer twice (``self.quantize = self.quantizer``), so its saved dicts repeat every
+``quantizer.*`` entry as ``quantize.*`` (``quantize.lfq.mask``, ``quantize.layernorm.*``): the
+copies are checked equal and dropped. Plain state dicts, other wrapper keys ("state_dict",
+"model"), DDP/compile prefixes and safetensors files are accepted too.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from typing import Any, Mapping
 
 import torch
 
+from infinity_train.state_dict_files import find_state_dict
 from infinity_train.tokenizer.bitwise_tokenizer import REG_VARIANT, BitwiseTokenizer
 
 REFERENCE_ARCHITECTURE: dict[str, Any] = {
@@ -32,10 +36,11 @@ REFERENCE_TOKENIZERS: dict[str, dict[str, Any]] = {
     "infinity_vae_d32": {"d": 32, "reg": False},
     "infinity_vae_d32reg": {"d": 32, "reg": True},
     "infinity_vae_d64": {"d": 64, "reg": False},
+    # Infinity-8B's tokenizer: stride 8 with 2x2 patchify (56 bits per 16x16-pixel token)
+    "infinity_vae_d56_f8_14_patchify": {"d": 14, "reg": False, "channel_multipliers": (1, 2, 4, 4), "patchify": True},
 }
 
 _WRAPPER_KEYS = ("vae", "ema", "state_dict", "model")
-_STRIPPED_PREFIXES = ("module.", "_orig_mod.")
 _MASK_KEY = "quantizer.lfq.mask"
 _D_KEY = "encoder.conv_out.conv.weight"
 _LAYERNORM_KEY = "quantizer.layernorm.weight"
@@ -65,21 +70,22 @@ def read_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
 
 def unwrap_state_dict(obj: Any) -> dict[str, torch.Tensor]:
     """Find the state dict under the usual wrapper keys and strip DDP / torch.compile prefixes."""
-    while isinstance(obj, Mapping) and not _is_state_dict(obj):
-        inner = next((obj[k] for k in _WRAPPER_KEYS if isinstance(obj.get(k), Mapping)), None)
-        if inner is None:
-            raise ValueError(
-                f"no tokenizer state dict found: top-level keys are {sorted(map(str, obj))[:10]}, "
-                f"expected a state dict or one under {', '.join(repr(k) for k in _WRAPPER_KEYS)}"
-            )
-        obj = inner
-    if not isinstance(obj, Mapping):
-        raise ValueError(f"a tokenizer checkpoint must hold a dict, got {type(obj).__name__}")
-    state = {}
-    for key, value in obj.items():
-        for prefix in _STRIPPED_PREFIXES:
-            key = key.removeprefix(prefix)
-        state[_nested_key(key)] = value
+    state = find_state_dict(obj, _WRAPPER_KEYS, "tokenizer checkpoint")
+    return _drop_quantizer_alias({_nested_key(key): value for key, value in state.items()})
+
+
+_ALIAS_PREFIX, _QUANTIZER_PREFIX = "quantize.", "quantizer."
+
+
+def _drop_quantizer_alias(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Fold the release's duplicate ``quantize.*`` entries into ``quantizer.*`` (equal copies are dropped)."""
+    for key in [k for k in state if k.startswith(_ALIAS_PREFIX)]:
+        twin = _QUANTIZER_PREFIX + key.removeprefix(_ALIAS_PREFIX)
+        alias = state.pop(key)
+        if twin not in state:
+            state[twin] = alias
+        elif state[twin].shape != alias.shape or not torch.equal(state[twin], alias.to(state[twin].dtype)):
+            raise ValueError(f"tokenizer checkpoint has {key} and {twin} with different values; the release saves one tensor under both names")
     return state
 
 
@@ -95,10 +101,6 @@ def _nested_key(key: str) -> str:
     if m := _FLAT_NORM.match(key):
         return f"{m.group(1)}.norm.{m.group(2)}"
     return key
-
-
-def _is_state_dict(obj: Mapping) -> bool:
-    return bool(obj) and all(isinstance(v, torch.Tensor) for v in obj.values())
 
 
 # ---------------------------------------------------------------- architecture
@@ -193,10 +195,27 @@ def load_reference_tokenizer(
     state = read_checkpoint(path, map_location)
     check_latent_dim_matches(state, spec["d"], key)
     found = infer_architecture(state)
-    expected = {"d": spec["d"], **REFERENCE_ARCHITECTURE}
+    expected = {**REFERENCE_ARCHITECTURE, **{k: v for k, v in spec.items() if k != "reg"}}
     if found != expected:
         diff = {k: (found[k], expected[k]) for k in expected if found[k] != expected[k]}
         raise ValueError(f"checkpoint architecture differs from {key} (found, expected): {diff}")
     tokenizer = BitwiseTokenizer(**expected, **(REG_VARIANT if spec["reg"] else {}))
     load_tokenizer_state(tokenizer, state)
     return tokenizer.eval()
+
+
+def describe_tokenizer_file(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """What ``infinity-train describe FILE`` prints for a tokenizer checkpoint."""
+    state = read_checkpoint(path)
+    arch = infer_architecture(state)
+    matches = [
+        name for name, spec in REFERENCE_TOKENIZERS.items()
+        if arch == {**REFERENCE_ARCHITECTURE, **{k: v for k, v in spec.items() if k != "reg"}}
+    ]
+    return {
+        "file": str(path),
+        "kind": "tokenizer",
+        "architecture": {k: list(v) if isinstance(v, tuple) else v for k, v in arch.items()},
+        "reference_tokenizers_of_this_shape": matches,
+        "params": sum(v.numel() for k, v in state.items() if k != _MASK_KEY),
+    }

@@ -1,10 +1,12 @@
 """Bitwise self-correction (BSC): teacher forcing with randomly flipped bits.
 
-For each of the first ``num_scales`` scales a strength s ~ U{0, 0.01, ..., p} is drawn per
-sample and every bit of that scale is flipped with probability s before its codes join the
-running sum. The labels of every scale are the bits of the residual F - (corrupted running
-sum), so the transformer learns to predict what undoes the earlier mistakes. With p = 0 the
-result is plain teacher forcing: labels equal ``encode_bits``.
+For each of the first ``num_scales`` scales a strength s ~ U{0, 0.01, ..., p} is drawn (once per
+batch and scale, as in the release; per sample with ``per_sample_strength``) and every bit of that
+scale is flipped with probability s before its codes join the running sum. The labels of every
+scale are the bits of the residual F - (corrupted running sum), so the transformer learns to
+predict what undoes the earlier mistakes. With p = 0 the result is plain teacher forcing: labels
+equal ``encode_bits``. ``requant=False`` is the release's ``noise_apply_requant=0``: the flips are
+drawn but the clean codes are summed, so inputs and labels stay those of plain teacher forcing.
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ class SelfCorrectionBatch:
     corrupted_bits: list[torch.Tensor]
     """Per scale (B, h_k, w_k, token_dim) bool: the bits that were actually summed into the inputs."""
     strengths: torch.Tensor
-    """(B, min(num_scales, K)) float: the flip probability drawn for each sample and corrupted scale."""
+    """(B, min(num_scales, K)) float: the flip probability of each sample and corrupted scale (rows are
+    equal unless the strength is drawn per sample)."""
 
     @property
     def flat_labels(self) -> torch.Tensor:
@@ -53,28 +56,34 @@ def bitwise_self_correction(
     num_scales: int = 13,
     generator: torch.Generator | None = None,
     patchify: bool = False,
+    resampling: str = "bilinear",
+    per_sample_strength: bool = False,
+    requant: bool = True,
 ) -> SelfCorrectionBatch:
     """Teacher-forcing inputs and labels of a continuous latent F (B, d, H, W) under BSC.
 
     ``schedule`` is the token schedule; with ``patchify`` the latent has twice its grid and
     inputs/labels are 2x2 space-to-depth (token_dim = 4d), as the tokenizer's bits are.
+    ``resampling`` is the model's next-scale input resampling (``ops.scale_input``).
     Random numbers come from ``generator`` (and live on its device) for reproducibility.
     """
     factor = 2 if patchify else 1
     latent_schedule = tuple((h * factor, w * factor) for h, w in schedule)
     num_corrupted = min(num_scales, len(latent_schedule))
     rng_device = generator.device if generator is not None else latent.device
-    strengths = draw_strengths(latent.shape[0], num_corrupted, max_strength, generator, rng_device)
+    batch = latent.shape[0]
+    strengths = draw_strengths(batch if per_sample_strength else 1, num_corrupted, max_strength, generator, rng_device)
+    strengths = strengths.expand(batch, num_corrupted)
 
     def flip(k: int, bits: torch.Tensor) -> torch.Tensor:
         if k >= num_corrupted:
             return bits
         draws = torch.rand(bits.shape, generator=generator, device=rng_device).to(bits.device)
         flips = draws < strengths[:, k].to(bits.device).view(-1, 1, 1, 1)
-        return bits ^ flips
+        return bits ^ flips if requant else bits
 
     labels, corrupted = residual_quantize(latent, latent_schedule, corrupt=flip)
-    inputs = teacher_forcing_inputs(corrupted, latent_schedule)
+    inputs = teacher_forcing_inputs(corrupted, latent_schedule, resampling)
     if patchify:
         inputs = _patchify_inputs(inputs, latent_schedule)
         labels = [patchify_bits(b) for b in labels]

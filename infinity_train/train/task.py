@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -41,6 +42,10 @@ class Task:
     def fingerprint(self) -> dict[str, Any]:
         """Architecture facts a checkpoint must share with this run to be loaded."""
         raise NotImplementedError
+
+    def load_initial_weights(self, path: Path) -> None:
+        """Start from a weights file (``init_from=``) instead of a training checkpoint."""
+        raise ValueError(f"init_from={path}: a weights file can start a transformer run only; pass a checkpoint directory")
 
     def summary(self) -> dict[str, Any]:
         """Size facts for the run's summary.json."""

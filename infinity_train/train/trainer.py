@@ -33,6 +33,7 @@ from infinity_train.tracking import Tracker
 from infinity_train.train.data import HeldOutSet, build_train_reader, endless, has_held_out, prepare_synthetic
 from infinity_train.train.preemption import PreemptionFlag
 from infinity_train.train.task import Task
+from infinity_train.weights import is_weights_file
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +89,11 @@ class Trainer:
 
         torch.manual_seed(cfg.seed)  # the same initial weights on every rank (FSDP shards each rank's own copy)
         self.task = build_task(cfg, self.device, self.bf16)
+        self.resume_path = agree_on_resume(cfg.resume, self.run_dir.checkpoints_dir, world)
+        if self.resume_path is None and cfg.init_from and is_weights_file(cfg.init_from):
+            # weights only (a release checkpoint or an export): loaded into the plain model before it is sharded
+            self.task.load_initial_weights(Path(cfg.init_from))
+            log.info("initial weights from %s", cfg.init_from)
         self.units: dict[str, TrainUnit] = {
             name: build_unit(name, module, cfg.optim, cfg.parallel, world, self.device, self.micro_batch, self.task.learning_rate(name), self.bf16)
             for name, module in self.task.trained_modules().items()
@@ -113,8 +119,8 @@ class Trainer:
     # ------------------------------------------------------------------ resume
 
     def _restore(self) -> None:
-        path = agree_on_resume(self.cfg.resume, self.run_dir.checkpoints_dir, self.world)
-        fresh_branch = path is None and self.cfg.init_from
+        path = self.resume_path
+        fresh_branch = path is None and self.cfg.init_from and not is_weights_file(self.cfg.init_from)
         if fresh_branch:
             path = Path(self.cfg.init_from)
         if path is None:
@@ -335,9 +341,11 @@ class Trainer:
 
     def _finish(self) -> None:
         name = "tokenizer.safetensors" if self.task.name == "tokenizer" else "model.safetensors"
-        export = export_safetensors(
-            self.units["model"], self.run_dir.path / "export" / name, self.world, {"task": self.task.name, "step": self.state.step}
-        )
+        metadata = {"task": self.task.name, "step": self.state.step}
+        for key in ("model_format", "text_pool_heads", "input_resampling"):  # what a transformer's shapes do not say
+            if key in self.fingerprint:
+                metadata[key] = self.fingerprint[key]
+        export = export_safetensors(self.units["model"], self.run_dir.path / "export" / name, self.world, metadata)
         if not self.world.is_main:
             return
         summary = {

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from functools import lru_cache
+from pathlib import Path
 from typing import Any, Mapping
 
 import torch
@@ -18,6 +19,7 @@ import torch.nn as nn
 from infinity_train import scales
 from infinity_train.build import build_text_encoder, build_transformer, load_trained_tokenizer
 from infinity_train.config.schema import TrainConfig
+from infinity_train.models.infinity import MODEL_FORMAT
 from infinity_train.models.loss import bitwise_loss
 from infinity_train.optim import peak_lr
 from infinity_train.sizing import forward_flops_per_image, parameter_counts, shape_from_config
@@ -57,7 +59,14 @@ class TransformerTask(Task):
         return {
             "task": self.name, "depth": s.depth, "width": s.width, "heads": s.heads, "bits": s.bits,
             "text_dim": s.text_dim, "text_max_len": s.text_max_len, "mlp_ratio": s.mlp_ratio, "max_scales": s.max_scales,
+            "model_format": MODEL_FORMAT, "text_pool_heads": self.model.text_pool_heads, "input_resampling": self.model.input_resampling,
         }
+
+    def load_initial_weights(self, path: Path) -> None:
+        """A release checkpoint (fine-tuning from the public weights) or another run's export."""
+        from infinity_train.weights import load_weights, read_weights
+
+        load_weights(self.model, read_weights(path))
 
     def summary(self) -> dict[str, Any]:
         counts = parameter_counts(self.shape)
@@ -91,11 +100,14 @@ class TransformerTask(Task):
         }
 
     def loss(self, unit: str, micro: dict[str, Any], step: int) -> tuple[torch.Tensor, Metrics]:
-        sc = self.cfg.model.self_correction
-        corrected = bitwise_self_correction(micro["latent"], micro["schedule"], sc.prob, sc.num_scales, patchify=self.tokenizer.patchify)
+        sc, loss_cfg = self.cfg.model.self_correction, self.cfg.model.loss
+        corrected = bitwise_self_correction(
+            micro["latent"], micro["schedule"], sc.prob, sc.num_scales, patchify=self.tokenizer.patchify,
+            resampling=self.model.input_resampling, per_sample_strength=sc.per_sample_strength, requant=sc.requant,
+        )
         with self.autocast():
             logits = self.units["model"].module(corrected.inputs, micro["text"], micro["schedule"])
-        result = bitwise_loss(logits, corrected.flat_labels, micro["schedule"])
+        result = bitwise_loss(logits, corrected.flat_labels, micro["schedule"], loss_cfg.reweight_by_scale, loss_cfg.label_smoothing)
         lengths = torch.tensor([h * w for h, w in micro["schedule"]], dtype=torch.float32, device=self.device)
         return result.loss, {
             "loss": result.loss.detach(),
@@ -116,10 +128,10 @@ class TransformerTask(Task):
     @torch.no_grad()
     def validation_sums(self, micro: dict[str, Any]) -> dict[str, torch.Tensor]:
         schedule = micro["schedule"]
-        plain = bitwise_self_correction(micro["latent"], schedule, 0.0, 0, patchify=self.tokenizer.patchify)
+        plain = bitwise_self_correction(micro["latent"], schedule, 0.0, 0, patchify=self.tokenizer.patchify, resampling=self.model.input_resampling)
         with self.autocast():
             logits = self.units["model"].module(plain.inputs, micro["text"], schedule)
-        result = bitwise_loss(logits, plain.flat_labels, schedule)
+        result = bitwise_loss(logits, plain.flat_labels, schedule, self.cfg.model.loss.reweight_by_scale)
         images = float(len(micro["text_lengths"]))
         lengths = [h * w for h, w in schedule]
         sums = {

@@ -45,7 +45,7 @@ def deadline(seconds: int):
 
 def tiny_transformer(text_dim: int) -> InfinityTransformer:
     torch.manual_seed(0)
-    model = InfinityTransformer(64, 2, 2, 8, text_dim, 4, drop_path=0.0, cond_drop=0.0, attention="sdpa")
+    model = InfinityTransformer(64, 2, 2, 8, text_dim, 4, drop_path=0.0, cond_drop=0.0, attention="sdpa", text_pool_heads=2)
     generator = torch.Generator().manual_seed(1)
     with torch.no_grad():  # O(1) random weights instead of the near-zero reference init, so text matters
         for param in model.parameters():

@@ -31,6 +31,7 @@ def randomize_(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
 def build_model(width: int = 64, depth: int = 2, heads: int = 2, bits: int = 8, attention: str = "sdpa", randomize: bool = True, **kwargs) -> InfinityTransformer:
     kwargs.setdefault("drop_path", 0.0)
     kwargs.setdefault("cond_drop", 0.0)
+    kwargs.setdefault("text_pool_heads", heads)  # TEXT_DIM 32 / 128 heads (the release's rule) would be 0
     torch.manual_seed(0)
     model = InfinityTransformer(width, depth, heads, bits, TEXT_DIM, TEXT_MAX_LEN, attention=attention, **kwargs)
     if randomize:

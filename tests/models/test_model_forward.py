@@ -59,28 +59,39 @@ def test_schedule_and_input_validation(make_model, make_text, make_inputs):
         model(torch.zeros(1, 15, 8), text, ((1, 1),) * 16)
 
 
-def test_forced_uncond_ignores_the_caption_and_matches_full_dropout(make_model, make_text, make_inputs):
+def test_forced_uncond_keeps_only_the_caption_length_and_matches_full_dropout(make_model, make_text, make_inputs):
+    """As in the release, the unconditional text of a caption of n tokens is the first n learned rows:
+    the caption's content no longer matters, its length still does."""
     model = make_model()
     schedule = ((1, 1), (2, 2))
     inputs = make_inputs(2, schedule, 8)
     with torch.no_grad():
-        a = model(inputs, make_text([2, 3], seed=5), schedule, force_uncond=True)
+        a = model(inputs, make_text([4, 1], seed=5), schedule, force_uncond=True)
         b = model(inputs, make_text([4, 1], seed=6), schedule, force_uncond=True)
+        other_lengths = model(inputs, make_text([2, 3], seed=6), schedule, force_uncond=True)
         masked = model(inputs, make_text([4, 1], seed=6), schedule, uncond_mask=torch.tensor([True, False]))
         conditional = model(inputs, make_text([4, 1], seed=6), schedule)
         model.cond_drop = 1.0
         model.train()
         dropped = model(inputs, make_text([4, 1], seed=6), schedule)
     assert torch.equal(a, b)
+    assert (other_lengths - a).abs().max() > 1e-3
     assert torch.allclose(dropped, a, atol=1e-6)
     assert torch.allclose(masked[0], a[0], atol=1e-6) and torch.allclose(masked[1], conditional[1], atol=1e-6)
     assert (conditional - a).abs().max() > 1e-3
 
 
+def test_caption_longer_than_the_unconditional_text_is_refused(make_model, make_text, make_inputs):
+    model = make_model()  # TEXT_MAX_LEN = 6 rows of unconditional text
+    schedule = ((1, 1), (2, 2))
+    with pytest.raises(ValueError, match="more tokens than the 6 rows"):
+        model(make_inputs(1, schedule, 8), make_text([7]), schedule, force_uncond=True)
+
+
 def test_caption_dropout_rate_in_training(make_model):
     from infinity_train.models.infinity import InfinityTransformer
 
-    model = InfinityTransformer(64, 1, 1, 8, 32, 6, cond_drop=0.1).train()
+    model = InfinityTransformer(64, 1, 1, 8, 32, 6, cond_drop=0.1, text_pool_heads=1).train()
     torch.manual_seed(0)
     drops = torch.stack([model._uncond_mask(1000, False, None) for _ in range(5)]).float().mean().item()
     assert 0.08 < drops < 0.12
@@ -92,7 +103,7 @@ def test_initialization_statistics(make_text):
 
     C, depth, d = 128, 4, 16
     torch.manual_seed(0)
-    model = InfinityTransformer(C, depth, 2, d, 32, 6)
+    model = InfinityTransformer(C, depth, 2, d, 32, 6, text_pool_heads=2)
     std = math.sqrt(1 / (3 * C))
     rel = lambda a, b: abs(a - b) / b  # noqa: E731
 
@@ -130,7 +141,7 @@ def test_stochastic_depth_grows_linearly_and_drops_whole_samples():
     from infinity_train.models.blocks import drop_path
     from infinity_train.models.infinity import InfinityTransformer
 
-    model = InfinityTransformer(64, 5, 1, 8, 32, 4, drop_path=0.2)
+    model = InfinityTransformer(64, 5, 1, 8, 32, 4, drop_path=0.2, text_pool_heads=1)
     assert [b.drop_path_rate for b in model.blocks] == pytest.approx([0.0, 0.05, 0.1, 0.15, 0.2])
     torch.manual_seed(0)
     x = torch.ones(4000, 3, 2)

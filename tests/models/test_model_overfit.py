@@ -14,7 +14,7 @@ MAX_STEPS = 60
 
 def test_debug_model_overfits_four_fixed_targets(make_text):
     torch.manual_seed(0)
-    model = InfinityTransformer(128, 2, 2, BITS, 32, 6, drop_path=0.0, cond_drop=0.0, attention="sdpa").train()
+    model = InfinityTransformer(128, 2, 2, BITS, 32, 6, drop_path=0.0, cond_drop=0.0, attention="sdpa", text_pool_heads=2).train()
     g = torch.Generator().manual_seed(1)
     text = make_text([3, 5, 2, 4], seed=1)
     labels = torch.rand(4, 21, BITS, generator=g) > 0.5

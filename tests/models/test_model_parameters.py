@@ -43,7 +43,7 @@ TINY = [  # width, depth, heads, bits, text_dim, text_max_len, mlp_ratio
 
 @pytest.mark.parametrize("C, depth, H, d, Dt, T, ratio", TINY)
 def test_numel_matches_formula_for_tiny_configs(C, depth, H, d, Dt, T, ratio):
-    model = InfinityTransformer(C, depth, H, d, Dt, T, mlp_ratio=ratio)
+    model = InfinityTransformer(C, depth, H, d, Dt, T, mlp_ratio=ratio, text_pool_heads=H)
     assert numel(model) == expected_total(C, depth, H, d, Dt, T, mlp_ratio=ratio)
     assert numel(model.blocks[0]) == expected_block(C, H, ffn_hidden_width(C, ratio))
     shape = TransformerShape(depth=depth, width=C, heads=H, bits=d, text_dim=Dt, text_max_len=T, mlp_ratio=ratio)
@@ -52,7 +52,7 @@ def test_numel_matches_formula_for_tiny_configs(C, depth, H, d, Dt, T, ratio):
 
 def test_parameter_structure_names_and_shapes():
     C, H, d, Dt, T = 64, 2, 8, 32, 6
-    shapes = {name: tuple(p.shape) for name, p in InfinityTransformer(C, 1, H, d, Dt, T).named_parameters()}
+    shapes = {name: tuple(p.shape) for name, p in InfinityTransformer(C, 1, H, d, Dt, T, text_pool_heads=H).named_parameters()}
     hid = ffn_hidden_width(C)
     expected = {
         "word_embed.weight": (C, d), "word_embed.bias": (C,),
@@ -74,7 +74,7 @@ def test_parameter_structure_names_and_shapes():
 
 
 def test_no_persistent_buffers():
-    assert list(InfinityTransformer(64, 1, 1, 8, 32, 4).state_dict()) == [n for n, _ in InfinityTransformer(64, 1, 1, 8, 32, 4).named_parameters()]
+    assert list(InfinityTransformer(64, 1, 1, 8, 32, 4, text_pool_heads=1).state_dict()) == [n for n, _ in InfinityTransformer(64, 1, 1, 8, 32, 4, text_pool_heads=1).named_parameters()]
 
 
 def test_released_2b_shape_on_meta_device():

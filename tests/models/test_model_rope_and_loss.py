@@ -29,11 +29,13 @@ def test_a_scale_has_the_same_positions_at_every_resolution(h_div_w):
         assert torch.equal(positions, reference[: positions.shape[0]]), resolution
 
 
-def test_positions_are_cell_centers_of_the_final_grid():
-    positions = scale_positions(((1, 1), (2, 2), (4, 2)), (8, 4))
-    assert positions[0].tolist() == [3.5, 1.5]  # the 1x1 scale sits at the center
-    assert positions[1:5].tolist() == [[1.5, 0.5], [1.5, 2.5], [5.5, 0.5], [5.5, 2.5]]
-    assert positions[5:7].tolist() == [[0.5, 0.5], [0.5, 2.5]]
+def test_positions_are_rounded_multiples_of_the_final_grid_step():
+    """The release's rope2d_normalized_by_hw=2: row i of h sits at round(i * H / h) (half to even)."""
+    positions = scale_positions(((1, 1), (2, 2), (4, 2), (6, 6)), (8, 4))
+    assert positions[0].tolist() == [0, 0]  # the 1x1 scale sits at the origin
+    assert positions[1:5].tolist() == [[0, 0], [0, 2], [4, 0], [4, 2]]
+    assert positions[5:7].tolist() == [[0, 0], [0, 2]]
+    assert positions[13::6, 0].tolist() == [0, 1, 3, 4, 5, 7]  # rows i * 8/6 = 0, 1.33, 2.67, 4, 5.33, 6.67
 
 
 def test_rope_is_a_rotation_that_depends_on_relative_position():

@@ -13,9 +13,11 @@ from safetensors.torch import save_file
 
 from infinity_train.build import build_tokenizer, build_transformer
 from infinity_train.config import load_config, to_typed, validate
+from infinity_train.models.infinity import MODEL_FORMAT
 from infinity_train.sample import main
 
 BASE_OVERRIDES = ["model=debug1", "tokenizer=cpu_d8", "data=synthetic64", "model.text_encoder.name=tiny-t5"]
+EXPORT_METADATA = {"task": "transformer", "step": "1", "model_format": str(MODEL_FORMAT)}  # as the trainer writes it
 
 
 def write_run(root: Path, overrides: list[str] = (), tokenizer_file: Path | None = None, model_overrides: list[str] = ()) -> Path:
@@ -33,7 +35,7 @@ def write_run(root: Path, overrides: list[str] = (), tokenizer_file: Path | None
     (run / "config.yaml").write_text(OmegaConf.to_yaml(raw, resolve=True))
     weights_cfg = validate(to_typed(load_config([*BASE_OVERRIDES, *overrides, *model_overrides])))
     torch.manual_seed(0)
-    save_file(build_transformer(weights_cfg).state_dict(), str(run / "export" / "model.safetensors"))
+    save_file(build_transformer(weights_cfg).state_dict(), str(run / "export" / "model.safetensors"), metadata=EXPORT_METADATA)
     (run / "export" / "meta.json").write_text(json.dumps({"task": "transformer", "step": 1}))
     return run
 
@@ -108,21 +110,31 @@ def test_state_dict_with_an_extra_key(tmp_path, capsys):
 
     state = load_file(str(path))
     state["blocks.7.extra.weight"] = torch.zeros(2)
-    save_file(state, str(path))
+    save_file(state, str(path), metadata=EXPORT_METADATA)
     assert sample(run, tmp_path / "grid.png") == 2
     message = one_line_error(capsys)
     assert "unexpected keys: blocks.7.extra.weight" in message and "missing" not in message
 
 
 @pytest.mark.parametrize("model_overrides, expected", [
-    (["tokenizer.d=16"], "predicts d=16 bits per token but the config has tokenizer.d=8"),
-    (["model.depth=2"], "does not match model=debug1: unexpected keys: blocks.1."),
-    (["model.width=128", "model.heads=2"], "shapes (found vs model=debug1) differ: start_pos (1, 1, 128) vs (1, 1, 64)"),
+    (["tokenizer.d=16"], "predicts 16 bits per token but the config's model predicts 8"),
+    (["model.depth=2"], "does not match the model: unexpected keys: blocks.1."),
+    (["model.width=128", "model.heads=2"], "shapes (found vs model) differ: start_pos (1, 1, 128) vs (1, 1, 64)"),
 ])
 def test_checkpoint_of_another_model(tmp_path, capsys, model_overrides, expected):
     run = write_run(tmp_path, model_overrides=model_overrides)
     assert sample(run, tmp_path / "grid.png") == 2
     assert expected in one_line_error(capsys)
+
+
+def test_an_export_written_before_the_release_format_is_refused(tmp_path, capsys):
+    run = write_run(tmp_path)
+    path = run / "export" / "model.safetensors"
+    from safetensors.torch import load_file
+
+    save_file(load_file(str(path)), str(path), metadata={"task": "transformer", "step": "1"})  # no model_format: format 1
+    assert sample(run, tmp_path / "grid.png") == 2
+    assert "holds a transformer of format 1, written before the model matched the Infinity release" in one_line_error(capsys)
 
 
 def test_tokenizer_d_differs_from_config_d(tmp_path, capsys):

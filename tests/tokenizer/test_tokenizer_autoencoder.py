@@ -57,7 +57,7 @@ def test_unsupported_latent_dim_is_refused(d):
     for build in (lambda: Encoder(d, **_tiny_args()), lambda: Decoder(d, **_tiny_args()), lambda: MultiScaleBSQ(d)):
         with pytest.raises(ValueError, match=r"d=\d+ is not supported"):
             build()
-    assert set(SUPPORTED_DIMS) == {8, 12, 16, 24, 32, 48, 64}
+    assert set(SUPPORTED_DIMS) == {8, 12, 14, 16, 24, 32, 48, 64}  # 14: Infinity-8B's patchified tokenizer
 
 
 def _tiny_args() -> dict:

@@ -29,9 +29,26 @@ def test_zero_strength_is_plain_teacher_forcing():
     assert not batch.strengths.any()
 
 
+def test_one_strength_per_scale_for_the_whole_batch_by_default():
+    """The release draws np.random.randint(0, 100 p + 1) * 0.01 once per scale for the batch."""
+    latent = multiscale_latent(8, SCHEDULE, batch=16)
+    strengths = _run(latent, 0.3).strengths
+    assert strengths.shape == (16, len(SCHEDULE))
+    assert torch.equal(strengths, strengths[:1].expand_as(strengths))
+
+
+def test_requant_off_sums_clean_codes_as_the_release_noise_apply_requant_0():
+    latent = multiscale_latent(8, SCHEDULE, batch=4)
+    plain = _run(latent, 0.0)
+    flipped_but_ignored = _run(latent, 0.3, requant=False)
+    assert torch.equal(flipped_but_ignored.inputs, plain.inputs)
+    assert all(torch.equal(a, b) for a, b in zip(flipped_but_ignored.labels, plain.labels))
+    assert not torch.equal(_run(latent, 0.3).inputs, plain.inputs)
+
+
 def test_strengths_lie_on_the_hundredths_grid_up_to_p():
     latent = multiscale_latent(8, SCHEDULE, batch=64)
-    strengths = _run(latent, 0.3).strengths
+    strengths = _run(latent, 0.3, per_sample_strength=True).strengths
     assert strengths.shape == (64, len(SCHEDULE))
     hundredths = strengths * 100
     assert torch.allclose(hundredths, hundredths.round(), atol=1e-4)
