@@ -2,7 +2,7 @@
 
 from infinity_train.models.infinity import InferenceCache, InfinityTransformer, ffn_hidden_width
 from infinity_train.models.loss import BitwiseLoss, bitwise_loss, scale_loss_weights
-from infinity_train.models.sampling import GeneratedBits, generate_bits, sample_bits, teacher_forcing_inputs
+from infinity_train.models.sampling import GeneratedBits, generate_bits, sample_bits
 from infinity_train.models.text_conditioning import PackedText, concat_text, pack_text
 
 __all__ = [
@@ -18,5 +18,4 @@ __all__ = [
     "pack_text",
     "sample_bits",
     "scale_loss_weights",
-    "teacher_forcing_inputs",
 ]

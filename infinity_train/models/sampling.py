@@ -14,9 +14,8 @@ import torch
 from infinity_train.models.infinity import InfinityTransformer
 from infinity_train.models.layout import as_schedule
 from infinity_train.models.text_conditioning import PackedText, concat_text
-from infinity_train.tokenizer.ops import patchify_bits, unpatchify_bits, upsample
-from infinity_train.tokenizer.quantizer import codes_from_bits, next_scale_input
-from infinity_train.tokenizer.quantizer import teacher_forcing_inputs as _teacher_forcing_inputs
+from infinity_train.tokenizer.ops import patchify_bits, unpatchify_bits
+from infinity_train.tokenizer.quantizer import RunningSum, codes_from_bits
 
 
 @dataclass
@@ -42,11 +41,6 @@ def sample_bits(logits: torch.Tensor, top_k: int = 0, top_p: float = 0.0, genera
     if top_p > 0:
         keep_both = keep_both & (torch.minimum(prob_one, 1 - prob_one) > 1 - top_p)
     return torch.where(keep_both, sampled, prob_one > 0.5)
-
-
-def teacher_forcing_inputs(bits: Sequence[torch.Tensor], schedule: Sequence[Sequence[int]], resampling: str = "bilinear") -> torch.Tensor:
-    """The model input (B, L - 1, d) for known bits of every scale, built exactly as sampling builds it."""
-    return _teacher_forcing_inputs(list(bits), as_schedule(schedule), resampling)
 
 
 def _per_scale(value: float | Sequence[float], count: int, name: str) -> list[float]:
@@ -120,7 +114,8 @@ def generate_bits(
             cache = model.new_cache(text, rope_grid=rope_grid)
 
         latent_dim = model.bits // (factor * factor)
-        result = GeneratedBits(bits=[], latent=torch.zeros(batch, latent_dim, final_h, final_w, device=device))
+        running = RunningSum(torch.zeros(batch, latent_dim, final_h, final_w, device=device))
+        result = GeneratedBits(bits=[], latent=running.total)
         scale_input = None
         for k, (h, w) in enumerate(schedule):
             logits = model.forward_scale(scale_input, k, schedule, cache).float().mul(1 / taus[k])
@@ -130,12 +125,12 @@ def generate_bits(
                 result.logits.append(logits)
             bits = sample_bits(logits, top_k, top_p, generator).view(batch, h, w, model.bits)
             result.bits.append(bits)
-            latent_bits = unpatchify_bits(bits) if patchify else bits
-            result.latent += upsample(codes_from_bits(latent_bits), (final_h, final_w))
+            running.add(codes_from_bits(unpatchify_bits(bits) if patchify else bits))
             if k + 1 < len(schedule):
-                next_input = next_scale_input(result.latent, latent_schedule[k + 1], model.input_resampling)
+                next_input = running.next_input(latent_schedule[k + 1], model.input_resampling)
                 if patchify:
                     next_h, next_w = latent_schedule[k + 1]
                     next_input = patchify_bits(next_input.reshape(batch, next_h, next_w, latent_dim)).flatten(1, 2)
                 scale_input = torch.cat((next_input, next_input)) if guided else next_input
+    result.latent = running.total
     return result

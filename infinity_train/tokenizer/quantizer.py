@@ -87,29 +87,69 @@ BitsCorruption = Callable[[int, torch.Tensor], torch.Tensor]
 """(scale index, clean bits of that scale) -> the bits actually added to the running sum."""
 
 
-def residual_quantize(
-    latent: torch.Tensor, schedule: Schedule, corrupt: BitsCorruption | None = None
-) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-    """Run the residual scheme, optionally corrupting each scale's bits before they are summed.
+class RunningSum:
+    """The running reconstruction sum_{j<k} up(q_j) on the full latent grid: the one loop body of
+    next-scale prediction. Quantization (residuals), decoding (the sum), teacher forcing and
+    self-correction (next-scale inputs) and sampling all accumulate codes through it, so the same
+    codes give the same sums, bit for bit, on every path."""
 
-    Returns (labels, added): ``labels[k]`` are the bits of bsq(r_k) with r_k computed from the
-    running sum of the *added* bits of earlier scales; ``added[k]`` = corrupt(k, labels[k]).
-    Without corruption both lists are the plain per-scale bits.
-    """
+    def __init__(self, like: torch.Tensor) -> None:
+        """``like``: a (B, d, H, W) tensor whose shape, dtype and device the sum takes."""
+        self.total = torch.zeros_like(like)
+        self.full_hw: Grid = (int(like.shape[-2]), int(like.shape[-1]))
+
+    def add(self, codes: torch.Tensor) -> None:
+        """Add one scale's codes (B, d, h, w), upsampled to the full grid."""
+        self.total = self.total + upsample(codes, self.full_hw)
+
+    def residual(self, latent: torch.Tensor, grid: Grid) -> torch.Tensor:
+        """What the next scale quantizes: area_down(F - sum) on ``grid``."""
+        return area_downsample(latent - self.total, grid)
+
+    def next_input(self, grid: Grid, resampling: str = "bilinear") -> torch.Tensor:
+        """The transformer's input for the scale of ``grid``: (B, h*w, d)."""
+        return next_scale_input(self.total, grid, resampling)
+
+
+@dataclass
+class ResidualScheme:
+    labels: list[torch.Tensor]
+    """Per scale (B, h, w, d) bool: bits of the residual left by the earlier *added* bits."""
+    added: list[torch.Tensor]
+    """Per scale (B, h, w, d) bool: the bits summed into the reconstruction (``corrupt``'s output)."""
+    inputs: torch.Tensor
+    """(B, L - h_1 w_1, d): next-scale inputs built from the added bits (teacher forcing)."""
+
+
+def residual_scheme(
+    latent: torch.Tensor, schedule: Schedule, corrupt: BitsCorruption | None = None, resampling: str = "bilinear"
+) -> ResidualScheme:
+    """Run the residual scheme on a latent (B, d, H, W), optionally corrupting each scale's bits before
+    they are summed; the transformer's teacher-forcing inputs come out of the same pass."""
     latent = latent.detach().float()
-    full_hw = tuple(latent.shape[-2:])
-    grids = check_schedule(schedule, full_hw)
-    running = torch.zeros_like(latent)
+    grids = check_schedule(schedule, tuple(latent.shape[-2:]))
+    running = RunningSum(latent)
     labels: list[torch.Tensor] = []
     added: list[torch.Tensor] = []
+    inputs = [latent.new_zeros((latent.shape[0], 0, latent.shape[1]))]
     for k, grid in enumerate(grids):
-        bits = bits_of(area_downsample(latent - running, grid))
+        if k > 0:
+            inputs.append(running.next_input(grid, resampling))
+        bits = bits_of(running.residual(latent, grid))
         used = corrupt(k, bits) if corrupt is not None else bits
         labels.append(bits)
         added.append(used)
         if k + 1 < len(grids):
-            running = running + upsample(codes_from_bits(used), full_hw)
-    return labels, added
+            running.add(codes_from_bits(used))
+    return ResidualScheme(labels, added, torch.cat(inputs, dim=1))
+
+
+def residual_quantize(
+    latent: torch.Tensor, schedule: Schedule, corrupt: BitsCorruption | None = None
+) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """(labels, added) of ``residual_scheme``: without corruption both are the plain per-scale bits."""
+    scheme = residual_scheme(latent, schedule, corrupt)
+    return scheme.labels, scheme.added
 
 
 @torch.no_grad()
@@ -141,16 +181,15 @@ def bits_to_latent(bits_list: Sequence[torch.Tensor], schedule: Schedule, full_h
     full = tuple(full_hw) if full_hw is not None else grids[-1]
     if not bits_list or len(bits_list) > len(grids):
         raise ValueError(f"got {len(bits_list)} scales of bits for a schedule of {len(grids)} scales")
-    latent: torch.Tensor | None = None
-    for k, (bits, grid) in enumerate(zip(bits_list, grids)):
-        up = upsample(_as_codes(bits, grid, k), full)
-        latent = up if latent is None else latent + up
-    assert latent is not None
-    return latent
+    codes = [_as_codes(bits, grid, k) for k, (bits, grid) in enumerate(zip(bits_list, grids))]
+    running = RunningSum(codes[0].new_empty((codes[0].shape[0], codes[0].shape[1], *full)))
+    for scale_codes in codes:
+        running.add(scale_codes)
+    return running.total
 
 
 def teacher_forcing_inputs(codes_list: Sequence[torch.Tensor], schedule: Schedule, resampling: str = "bilinear") -> torch.Tensor:
-    """Transformer inputs after its start token: (B, L - h_1 w_1, d).
+    """Transformer inputs after its start token: (B, L - h_1 w_1, d), for known bits of every scale.
 
     For k = 2..K: the running reconstruction sum_{j<k} up(q_j) resampled (``ops.scale_input`` with
     ``resampling``) to scale k's grid, flattened row-major, scales concatenated. ``codes_list`` holds
@@ -158,13 +197,14 @@ def teacher_forcing_inputs(codes_list: Sequence[torch.Tensor], schedule: Schedul
     """
     grids = tuple((int(h), int(w)) for h, w in schedule)
     _check_count(codes_list, grids, "codes")
-    full_hw = grids[-1]
-    running = upsample(_as_codes(codes_list[0], grids[0], 0), full_hw)
-    inputs = [running.new_zeros((running.shape[0], 0, running.shape[1]))]
-    for k in range(1, len(grids)):
-        inputs.append(next_scale_input(running, grids[k], resampling))
+    first = _as_codes(codes_list[0], grids[0], 0)
+    running = RunningSum(first.new_empty((first.shape[0], first.shape[1], *grids[-1])))
+    inputs = [first.new_zeros((first.shape[0], 0, first.shape[1]))]
+    for k, grid in enumerate(grids):
+        if k > 0:
+            inputs.append(running.next_input(grid, resampling))
         if k + 1 < len(grids):
-            running = running + upsample(_as_codes(codes_list[k], grids[k], k), full_hw)
+            running.add(first if k == 0 else _as_codes(codes_list[k], grid, k))
     return torch.cat(inputs, dim=1)
 
 
@@ -323,24 +363,23 @@ class MultiScaleBSQ(nn.Module):
 
         # The residual path runs on exact, detached codes (as in encode_bits, so the bits match
         # bit for bit); gradients reach the encoder through each scale's straight-through codes.
-        exact_sum = torch.zeros_like(latent).detach()
-        quantized: torch.Tensor = torch.zeros_like(latent)
+        exact_sum, quantized = RunningSum(latent.detach()), RunningSum(latent)
         bits_list: list[torch.Tensor] = []
         commitments: list[torch.Tensor] = []
         entropies: list[torch.Tensor] = []
         partial: dict[int, torch.Tensor] = {}
         for k, grid in enumerate(grids[:used]):
-            codes, bits, commitment, entropy = self.lfq(area_downsample(latent - exact_sum, grid))
+            codes, bits, commitment, entropy = self.lfq(exact_sum.residual(latent, grid))
             bits_list.append(bits)
             commitments.append(commitment)
             entropies.append(entropy)
-            quantized = quantized + upsample(codes, full_hw)
+            quantized.add(codes)
             if k in partial_at:
-                partial[k] = quantized
+                partial[k] = quantized.total
             if k + 1 < used:
-                exact_sum = exact_sum + upsample(codes_from_bits(bits), full_hw)
+                exact_sum.add(codes_from_bits(bits))
         return QuantizerOutput(
-            latent=quantized,
+            latent=quantized.total,
             bits=bits_list,
             commitment=torch.stack(commitments).mean(),
             entropy=torch.stack(entropies).mean(),

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 
 from infinity_train.tokenizer.ops import patchify_bits
-from infinity_train.tokenizer.quantizer import Schedule, flatten_bits, residual_quantize, teacher_forcing_inputs
+from infinity_train.tokenizer.quantizer import Schedule, flatten_bits, residual_scheme
 
 STRENGTH_STEP = 0.01
 
@@ -82,8 +82,8 @@ def bitwise_self_correction(
         flips = draws < strengths[:, k].to(bits.device).view(-1, 1, 1, 1)
         return bits ^ flips if requant else bits
 
-    labels, corrupted = residual_quantize(latent, latent_schedule, corrupt=flip)
-    inputs = teacher_forcing_inputs(corrupted, latent_schedule, resampling)
+    scheme = residual_scheme(latent, latent_schedule, corrupt=flip, resampling=resampling)
+    labels, corrupted, inputs = scheme.labels, scheme.added, scheme.inputs
     if patchify:
         inputs = _patchify_inputs(inputs, latent_schedule)
         labels = [patchify_bits(b) for b in labels]

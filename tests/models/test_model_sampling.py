@@ -7,7 +7,8 @@ import torch
 
 from infinity_train.models.layout import scale_offsets
 from infinity_train.models.rope import rope_reference_grid
-from infinity_train.models.sampling import generate_bits, sample_bits, teacher_forcing_inputs
+from infinity_train.models.sampling import generate_bits, sample_bits
+from infinity_train.tokenizer import teacher_forcing_inputs
 from infinity_train.models.text_conditioning import concat_text
 from infinity_train.scales import scale_schedule
 

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from infinity_train.models.layout import scale_offsets
-from infinity_train.models.sampling import generate_bits, sample_bits, teacher_forcing_inputs
+from infinity_train.models.sampling import generate_bits, sample_bits
+from infinity_train.tokenizer import teacher_forcing_inputs
 from infinity_train.models.text_conditioning import concat_text
 from infinity_train.scales import ASPECT_RATIOS, pixel_size, scale_schedule
 
