@@ -26,7 +26,7 @@ from infinity_train.build import build_tokenizer, build_transformer
 from infinity_train.config import load_config, to_typed, validate
 from infinity_train.config.text_encoders import resolve_text_encoder
 from infinity_train.models.sampling import generate_bits
-from infinity_train.models.text_conditioning import pack_text
+from infinity_train.text.packed import pack_embeddings
 
 DEFAULTS = {"cuda": ("2b", 1024), "cpu": ("debug2", 256)}  # device type -> (model option, resolution)
 
@@ -75,7 +75,7 @@ def main() -> None:
     torch.manual_seed(0)
     model = build_transformer(cfg, device).eval().requires_grad_(False)
     tokenizer = build_tokenizer(cfg).to(device).eval().requires_grad_(False)
-    text = pack_text([torch.randn(text_tokens, text_info.dim, device=device) for _ in range(args.batch)])
+    text = pack_embeddings([torch.randn(text_tokens, text_info.dim, device=device) for _ in range(args.batch)])
     precision = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
     tokens_per_image = scales.num_tokens(schedule)
     print(

@@ -32,7 +32,6 @@ from infinity_train.config import ConfigError, TrainConfig, to_typed, validate
 from infinity_train.config.schema import Task
 from infinity_train.models.infinity import InfinityTransformer
 from infinity_train.models.sampling import eval_mode, generate_bits
-from infinity_train.models.text_conditioning import PackedText as ModelPackedText
 from infinity_train.tokenizer import BitwiseTokenizer
 from infinity_train.weights import TransformerWeights, load_weights, read_weights, release_config
 
@@ -94,7 +93,7 @@ def sample_images(
     captions = [prompt for prompt in prompts for _ in range(per_prompt)]
     encoded = text_encoder.encode(captions)
     weight_dtype = next(model.parameters()).dtype
-    text = ModelPackedText(encoded.tokens.to(device, weight_dtype), encoded.cu_seqlens.to(device), encoded.max_seqlen)
+    text = encoded.to(device, weight_dtype)
     with _precision(device), eval_mode(tokenizer):
         generated = generate_bits(
             model, text, schedule, cfg=cfg, tau=tau, top_k=top_k, top_p=top_p, generator=seed, patchify=tokenizer.patchify

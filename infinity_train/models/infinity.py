@@ -19,8 +19,9 @@ from infinity_train.models.attention import ATTENTION_SETTINGS, AttentionPlan, p
 from infinity_train.models.blocks import ADALN_CHUNKS, AttentionInputs, InfinityBlock, LayerCache, TextContext
 from infinity_train.models.layout import Schedule, as_schedule, scale_lengths, token_scale_ids
 from infinity_train.models.rope import RopeTables, rope_reference_grid
-from infinity_train.models.text_conditioning import PackedText, TextAttentivePool, substitute_uncond
+from infinity_train.models.text_conditioning import TextAttentivePool, substitute_uncond
 from infinity_train.sizing import release_text_pool_heads
+from infinity_train.text.packed import PackedText, as_packed_text
 from infinity_train.tokenizer.ops import INPUT_RESAMPLING
 
 MODEL_FORMAT = 2
@@ -210,7 +211,7 @@ class InfinityTransformer(nn.Module):
         rope_grid: RoPE reference grid; default ``rope_reference_grid(schedule)``.
         """
         schedule = self._check_schedule(schedule)
-        text = PackedText(*text)
+        text = as_packed_text(text)
         batch, length = text.batch_size, sum(scale_lengths(schedule))
         if bits_input.shape != (batch, length - 1, self.bits):
             raise ValueError(f"bits_input must be (B, L - 1, d) = {(batch, length - 1, self.bits)}, got {tuple(bits_input.shape)}")
@@ -243,7 +244,7 @@ class InfinityTransformer(nn.Module):
         rope_grid: tuple[int, int] | None = None,
     ) -> InferenceCache:
         """Encode the text once and prepare empty per-block key/value caches."""
-        text = PackedText(*text)
+        text = as_packed_text(text)
         plan = plan_attention(self.attention, text.tokens.device)
         explicit = force_uncond or uncond_mask is not None  # sampling never drops captions at random
         mask = self._uncond_mask(text.batch_size, force_uncond, uncond_mask) if explicit else None

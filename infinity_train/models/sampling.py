@@ -13,7 +13,7 @@ import torch
 
 from infinity_train.models.infinity import InfinityTransformer
 from infinity_train.models.layout import as_schedule
-from infinity_train.models.text_conditioning import PackedText, concat_text
+from infinity_train.text.packed import PackedText, as_packed_text
 from infinity_train.tokenizer.ops import patchify_bits, unpatchify_bits
 from infinity_train.tokenizer.quantizer import RunningSum, codes_from_bits
 
@@ -90,7 +90,7 @@ def generate_bits(
     the token grid, and each input is its 2x2 space-to-depth, as in training and in the release.
     """
     schedule = as_schedule(schedule)
-    text = PackedText(*text_packed)
+    text = as_packed_text(text_packed)
     batch, device = text.batch_size, text.tokens.device
     cfgs, taus = _per_scale(cfg, len(schedule), "cfg"), _per_scale(tau, len(schedule), "tau")
     if min(taus) <= 0:
@@ -109,7 +109,7 @@ def generate_bits(
     with eval_mode(model):
         if guided:
             uncond_mask = torch.cat((torch.zeros(batch, dtype=torch.bool), torch.ones(batch, dtype=torch.bool)))
-            cache = model.new_cache(concat_text(text, text), uncond_mask=uncond_mask, rope_grid=rope_grid)
+            cache = model.new_cache(PackedText.cat([text, text]), uncond_mask=uncond_mask, rope_grid=rope_grid)
         else:
             cache = model.new_cache(text, rope_grid=rope_grid)
 

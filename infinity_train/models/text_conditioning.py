@@ -1,50 +1,14 @@
-"""Packed text: the caption tokens of a batch without padding, and the pieces that condition on it."""
+"""The pieces that condition the transformer on packed caption tokens (``infinity_train.text.packed.PackedText``)."""
 
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
-
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from infinity_train.models.attention import PackedTextLayout, packed_cross_attention
-
-
-class PackedText(NamedTuple):
-    """Caption embeddings of B samples concatenated along the token axis.
-
-    Any ``(tokens, cu_seqlens, max_seqlen)`` tuple is accepted where a ``PackedText`` is expected.
-    """
-
-    tokens: torch.Tensor  # (total, Dt)
-    cu_seqlens: torch.Tensor  # (B + 1,) int32, sample b is tokens[cu[b]:cu[b+1]]
-    max_seqlen: int
-
-    @property
-    def batch_size(self) -> int:
-        return self.cu_seqlens.numel() - 1
-
-
-def pack_text(sequences: list[torch.Tensor]) -> PackedText:
-    """Pack a list of (len_i, Dt) caption embeddings (every len_i >= 1)."""
-    lengths = [s.shape[0] for s in sequences]
-    if min(lengths) < 1:
-        raise ValueError("every caption needs at least one token")
-    cu = torch.tensor([0, *torch.tensor(lengths).cumsum(0).tolist()], dtype=torch.int32, device=sequences[0].device)
-    return PackedText(torch.cat(sequences), cu, max(lengths))
-
-
-def unpack_text(text: PackedText) -> list[torch.Tensor]:
-    cu = text.cu_seqlens.tolist()
-    return [text.tokens[cu[b] : cu[b + 1]] for b in range(len(cu) - 1)]
-
-
-def concat_text(first: PackedText, second: PackedText) -> PackedText:
-    """One packed batch holding ``first``'s samples then ``second``'s."""
-    cu = torch.cat((first.cu_seqlens, second.cu_seqlens[1:] + first.cu_seqlens[-1]))
-    return PackedText(torch.cat((first.tokens, second.tokens)), cu, max(first.max_seqlen, second.max_seqlen))
+from infinity_train.text.packed import PackedText
 
 
 def substitute_uncond(text: PackedText, uncond: torch.Tensor, mask: torch.Tensor) -> PackedText:

@@ -124,6 +124,14 @@ class PackedText:
         return PackedText.cat([self, other])
 
 
+def as_packed_text(text: PackedText | tuple[Tensor, Tensor, int]) -> PackedText:
+    """A ``PackedText`` from itself or from a ``(tokens, cu_seqlens, max_seqlen)`` triple (cu_seqlens cast to int32)."""
+    if isinstance(text, PackedText):
+        return text
+    tokens, cu_seqlens, max_seqlen = text
+    return PackedText(tokens, cu_seqlens.to(torch.int32), int(max_seqlen))
+
+
 def pack_embeddings(embeddings: Sequence[Tensor]) -> PackedText:
     """Pack per-sample ``(len_i, dim)`` embeddings (e.g. fp16 ones read from a text-embedding cache).
 

@@ -23,6 +23,7 @@ from infinity_train.models.infinity import MODEL_FORMAT
 from infinity_train.models.loss import bitwise_loss
 from infinity_train.optim import peak_lr
 from infinity_train.sizing import forward_flops_per_image, parameter_counts, shape_from_config
+from infinity_train.text.packed import PackedText, pack_embeddings
 from infinity_train.tokenizer import bitwise_self_correction
 from infinity_train.train.task import Metrics, Task
 
@@ -86,15 +87,14 @@ class TransformerTask(Task):
             images = batch["images"].to(self.device, non_blocking=True)
             with torch.no_grad(), self.autocast():
                 latent = self.tokenizer.encode(images).float()
-            encoded = self.text_encoder.encode(batch["captions"])
-            text = (encoded.tokens, encoded.cu_seqlens, encoded.max_seqlen)
+            text = self.text_encoder.encode(batch["captions"])
         height, width = scales.pixel_size(self.cfg.data.resolution, batch["h_div_w"])
         return {
             "latent": latent,
             "text": text,
             "schedule": schedule,
             "pixels": height * width,
-            "text_lengths": (text[1][1:] - text[1][:-1]).tolist(),
+            "text_lengths": text.lengths.tolist(),
             "captions": batch.get("captions"),
             "specs": batch.get("specs"),
         }
@@ -173,11 +173,7 @@ def _train_flops(shape, schedule: tuple[tuple[int, int], ...], text_tokens: int)
     return 3 * forward_flops_per_image(shape, schedule, text_tokens)["forward_total"]
 
 
-def _packed_from_list(texts: Any, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """Caption embeddings of a cached batch (a list of (len_i, Dt) tensors or a PackedText) as the
-    (tokens, cu_seqlens, max_seqlen) triple the model takes."""
-    if hasattr(texts, "cu_seqlens"):
-        return texts.tokens.to(device).float(), texts.cu_seqlens.to(device), int(texts.max_seqlen)
-    lengths = [t.shape[0] for t in texts]
-    cu = torch.tensor([0, *torch.tensor(lengths).cumsum(0).tolist()], dtype=torch.int32, device=device)
-    return torch.cat(list(texts)).to(device).float(), cu, max(lengths)
+def _packed_from_list(texts: Any, device: torch.device) -> PackedText:
+    """Caption embeddings of a cached batch (a list of (len_i, Dt) tensors or a PackedText), in fp32 on ``device``."""
+    packed = texts if isinstance(texts, PackedText) else pack_embeddings([t.to(device) for t in texts])
+    return packed.to(device, torch.float32)

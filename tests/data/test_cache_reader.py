@@ -22,7 +22,7 @@ from data_pipelines.cache.members import LATENT_MEMBER, TEXT_MEMBER, encode_tens
 from data_pipelines.reader import build_reader
 from data_pipelines.shards import ShardWriter, expand_shards, iter_samples, read_manifest, split_entry, write_split_entry
 from infinity_train.models import InfinityTransformer, bitwise_loss
-from infinity_train.models.text_conditioning import pack_text
+from infinity_train.text.packed import pack_embeddings
 from infinity_train.scales import scale_schedule
 from infinity_train.tokenizer import bitwise_self_correction, flatten_bits, teacher_forcing_inputs
 
@@ -85,11 +85,11 @@ def test_cached_path_gives_the_online_loss(cache_world):
         assert torch.equal(teacher_forcing_inputs(cached["bits"], schedule), corrected.inputs)
         assert cached["latents"].dtype == torch.float32 and cached["latents"].shape == latent.shape
         torch.testing.assert_close(cached["latents"], latent, atol=1e-3, rtol=1e-3)  # stored as fp16
-        cached_text = pack_text(cached["text"])
+        cached_text = pack_embeddings(cached["text"])
         cached_loss = loss_of(model, teacher_forcing_inputs(cached["bits"], schedule), labels, cached_text, schedule)
         assert abs(cached_loss - online_loss) <= 1e-4 * online_loss, (cached_loss, online_loss)  # fp16 text: ~1e-6
 
-        other = pack_text(cached["text"][1:] + cached["text"][:1])  # the loss really depends on the text
+        other = pack_embeddings(cached["text"][1:] + cached["text"][:1])  # the loss really depends on the text
         assert abs(loss_of(model, corrected.inputs, labels, other, schedule) - online_loss) > 20 * abs(cached_loss - online_loss)
         # the cached reader takes the short caption where the raw reader does, else the whole long one
         for key, raw_caption, cached_caption in zip(cached["keys"], online["captions"], cached["captions"]):

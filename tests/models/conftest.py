@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from infinity_train.models.infinity import InfinityTransformer
-from infinity_train.models.text_conditioning import PackedText, pack_text
+from infinity_train.text.packed import PackedText, pack_embeddings
 
 TEXT_DIM = 32
 TEXT_MAX_LEN = 6
@@ -41,7 +41,7 @@ def build_model(width: int = 64, depth: int = 2, heads: int = 2, bits: int = 8, 
 
 def random_text(lengths: list[int], seed: int = 1, dim: int = TEXT_DIM) -> PackedText:
     generator = torch.Generator().manual_seed(seed)
-    return pack_text([torch.randn(n, dim, generator=generator) for n in lengths])
+    return pack_embeddings([torch.randn(n, dim, generator=generator) for n in lengths])
 
 
 def random_inputs(batch: int, schedule, bits: int, seed: int = 2) -> torch.Tensor:

@@ -9,7 +9,7 @@ from infinity_train.models.layout import scale_offsets
 from infinity_train.models.rope import rope_reference_grid
 from infinity_train.models.sampling import generate_bits, sample_bits
 from infinity_train.tokenizer import teacher_forcing_inputs
-from infinity_train.models.text_conditioning import concat_text
+from infinity_train.text.packed import PackedText
 from infinity_train.scales import scale_schedule
 
 SCHEDULE = scale_schedule(128, 0.667)  # (1,1) (2,2) (2,3) (4,6) (6,9): non-square, 89 tokens
@@ -55,7 +55,7 @@ def test_generation_logits_match_recomputing_the_full_sequence(make_model, make_
     if cfg == 1.0:
         recomputed = model(inputs, text, SCHEDULE)
     else:
-        doubled = model(torch.cat((inputs, inputs)), concat_text(text, text), SCHEDULE, uncond_mask=torch.tensor([False, False, True, True]))
+        doubled = model(torch.cat((inputs, inputs)), PackedText.cat([text, text]), SCHEDULE, uncond_mask=torch.tensor([False, False, True, True]))
         recomputed = doubled[:2], doubled[2:]
     offsets = scale_offsets(SCHEDULE)
     for k, logits in enumerate(generated.logits):

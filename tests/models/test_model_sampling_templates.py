@@ -8,7 +8,7 @@ import torch
 from infinity_train.models.layout import scale_offsets
 from infinity_train.models.sampling import generate_bits, sample_bits
 from infinity_train.tokenizer import teacher_forcing_inputs
-from infinity_train.models.text_conditioning import concat_text
+from infinity_train.text.packed import PackedText
 from infinity_train.scales import ASPECT_RATIOS, pixel_size, scale_schedule
 
 CFG = 3.0
@@ -25,7 +25,7 @@ def test_every_template_generates_its_grids_with_cache_parity(make_model, make_t
     assert tuple(generated.latent.shape[-2:]) == tuple(s // 16 for s in pixel_size(128, aspect))
 
     inputs = teacher_forcing_inputs(generated.bits, schedule)
-    doubled = model(torch.cat((inputs, inputs)), concat_text(text, text), schedule, uncond_mask=torch.tensor([False, False, True, True]))
+    doubled = model(torch.cat((inputs, inputs)), PackedText.cat([text, text]), schedule, uncond_mask=torch.tensor([False, False, True, True]))
     expected = CFG * doubled[:2] + (1 - CFG) * doubled[2:]
     offsets = scale_offsets(schedule)
     for k, logits in enumerate(generated.logits):

@@ -9,7 +9,6 @@ from PIL import Image
 from infinity_train.build import build_text_encoder, build_tokenizer, build_transformer
 from infinity_train.config import load_config, to_typed, validate
 from infinity_train.models.sampling import generate_bits
-from infinity_train.models.text_conditioning import PackedText
 from infinity_train.sample import sample_images, save_grid, to_uint8
 from infinity_train.scales import scale_schedule
 
@@ -29,7 +28,7 @@ def test_images_are_the_decoded_generation_in_prompt_major_order(parts):
     assert images.shape == (4, 64, 48, 3) and images.dtype == torch.uint8
 
     encoded = text_encoder.encode(["a", "a", "b c", "b c"])
-    generated = generate_bits(model, PackedText(encoded.tokens, encoded.cu_seqlens, encoded.max_seqlen), SCHEDULE, cfg=2.5, tau=0.8, top_p=0.9, generator=3)
+    generated = generate_bits(model, encoded, SCHEDULE, cfg=2.5, tau=0.8, top_p=0.9, generator=3)
     with torch.no_grad():
         expected = to_uint8(tokenizer.decode(generated.latent))
     assert torch.equal(images, expected)
