@@ -111,6 +111,10 @@ class InfinityTransformer(nn.Module):
         self.rope = RopeTables(width // heads, rope_base)
         self.reset_parameters()
 
+    def repeated_units(self) -> list[nn.ModuleList]:
+        """The blocks: checkpointed, compiled and sharded one by one (``infinity_train.parallel``)."""
+        return [self.blocks]
+
     # ------------------------------------------------------------------ init
 
     @torch.no_grad()

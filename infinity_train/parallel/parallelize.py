@@ -1,8 +1,10 @@
 """Everything that changes how a model runs, applied from outside it, in one place and in this order:
 activation checkpointing per block -> ``torch.compile`` per block -> sharding (DDP, FSDP2, HSDP).
 
-Models stay plain ``nn.Module``s. ``repeated_blocks`` names the per-block units of each model kind;
-checkpointing, compilation and FSDP wrapping all use that one list.
+Models stay plain ``nn.Module``s; each declares its repeated units with ``repeated_units()`` (the
+``nn.ModuleList``s whose entries are checkpointed, compiled and sharded one by one; [] for a small
+model handled as one unit). A model that declares nothing is refused, so renaming a block list can
+never silently leave FSDP sharding only the root.
 """
 
 from __future__ import annotations
@@ -36,19 +38,19 @@ _SAVED_OPS = {
 
 
 def repeated_blocks(model: nn.Module) -> list[BlockSlot]:
-    """(container, index) of each block to checkpoint, compile and shard on its own.
-
-    The transformer's blocks; the tokenizer's encoder and decoder levels; none for small modules
-    (e.g. the discriminator), which are handled as one unit.
-    """
+    """(container, index) of each block the model declares in ``repeated_units()``."""
+    declare = getattr(model, "repeated_units", None)
+    if not callable(declare):
+        raise TypeError(
+            f"{type(model).__name__} does not declare its repeated units: give it a repeated_units() method returning "
+            "the nn.ModuleLists to checkpoint, compile and shard block by block ([] to treat it as one unit)"
+        )
+    children = {id(module) for module in model.modules()}
     slots: list[BlockSlot] = []
-    blocks = getattr(model, "blocks", None)
-    if isinstance(blocks, nn.ModuleList):
-        slots += [(blocks, i) for i in range(len(blocks))]
-    for part_name, levels_name in (("encoder", "down"), ("decoder", "up")):
-        levels = getattr(getattr(model, part_name, None), levels_name, None)
-        if isinstance(levels, nn.ModuleList):
-            slots += [(levels, i) for i in range(len(levels))]
+    for container in declare():
+        if not isinstance(container, nn.ModuleList) or not len(container) or id(container) not in children:
+            raise TypeError(f"{type(model).__name__}.repeated_units() must return non-empty nn.ModuleLists of the model, got {type(container).__name__}")
+        slots += [(container, i) for i in range(len(container))]
     return slots
 
 

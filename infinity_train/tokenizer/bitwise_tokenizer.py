@@ -96,6 +96,10 @@ class BitwiseTokenizer(nn.Module):
             "latent_layernorm": latent_layernorm,
         }
 
+    def repeated_units(self) -> list[nn.ModuleList]:
+        """The encoder's and decoder's resolution levels: checkpointed, compiled and sharded one by one."""
+        return [self.encoder.down, self.decoder.up]
+
     @classmethod
     def from_config(cls, config: Any) -> "BitwiseTokenizer":
         """Build from an object with the fields of the tokenizer config (d, base_channels, ...)."""

@@ -28,6 +28,10 @@ class PatchDiscriminator(nn.Module):
         layers.append(nn.Conv2d(width, 1, 4, stride=1, padding=1))
         self.layers = nn.Sequential(*layers)
 
+    def repeated_units(self) -> list[nn.ModuleList]:
+        """None: a few convolutions, sharded as one unit."""
+        return []
+
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         return self.layers(image)
 

@@ -43,3 +43,32 @@ def test_checkpointed_blocks_give_the_same_loss_and_gradients(mode):
     plain_names = {n.replace("._checkpoint_wrapped_module", ""): g for n, g in grads.items()}
     assert plain_names.keys() == reference_grads.keys()
     assert max((plain_names[n] - reference_grads[n]).abs().max().item() for n in reference_grads) < 1e-5
+
+
+def test_a_model_that_declares_no_repeated_units_is_refused():
+    class Renamed(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.layers = torch.nn.ModuleList(torch.nn.Linear(4, 4) for _ in range(2))
+
+    with pytest.raises(TypeError, match="does not declare its repeated units"):
+        parallelize(Renamed(), ParallelConfig(), detect_world({}), torch.device("cpu"), bf16=False)
+
+
+def test_declared_units_must_be_block_lists_of_the_model():
+    class Foreign(torch.nn.Module):
+        def repeated_units(self):
+            return [torch.nn.ModuleList([torch.nn.Linear(2, 2)])]  # not a child of the model
+
+    with pytest.raises(TypeError, match="must return non-empty nn.ModuleLists of the model"):
+        repeated_blocks(Foreign())
+
+
+def test_every_trained_model_declares_its_units():
+    from infinity_train.tokenizer import BitwiseTokenizer
+    from infinity_train.tokenizer.discriminator import PatchDiscriminator
+
+    cfg = validate(to_typed(load_config(["model=debug2", "model.text_encoder.name=tiny-t5", "tokenizer.d=8"])))
+    assert len(repeated_blocks(build_transformer(cfg))) == 2
+    assert len(repeated_blocks(BitwiseTokenizer(8, base_channels=32, channel_multipliers=(1, 1, 1, 1, 1)))) == 10
+    assert repeated_blocks(PatchDiscriminator()) == []
