@@ -28,10 +28,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from analysis.bootstrap import Interval, intervals, resample_weights
-from analysis.goodness import GoodnessOfFit, HoldoutResult, goodness_of_fit, largest
+from analysis.law_fit import Holdout, LawFit, fit_law
 from analysis.lse import LseDesign
-from analysis.multistart import fit_multistart, grid_starts, neighbourhood_starts, refit_weighted
+from analysis.multistart import grid_starts
 from analysis.validation import check_holdout, positive_array, require_distinct, require_points
 
 FORM = "L(N, D) = E + A/N^alpha + B/D^beta"
@@ -59,23 +58,14 @@ def compute_optimal_allocation(compute: np.ndarray | float, A: float, B: float, 
 
 
 @dataclass(frozen=True)
-class ChinchillaFit:
+class ChinchillaFit(LawFit):
+    """``intervals`` are percentile bootstrap intervals for E, A, B, alpha, beta, params_exponent, tokens_exponent, G."""
+
     E: float
     A: float
     B: float
     alpha: float
     beta: float
-    intervals: dict[str, Interval]
-    """Percentile bootstrap intervals for E, A, B, alpha, beta, params_exponent, tokens_exponent, G."""
-    goodness: GoodnessOfFit
-    objective: float
-    n_points: int
-    n_starts: int
-    n_reached_best: int
-    n_bootstrap: int
-    ci_level: float
-    holdout: HoldoutResult | None
-    seconds: float
 
     @property
     def params_exponent(self) -> float:
@@ -135,38 +125,18 @@ def fit_chinchilla(
     starts = published_grid() if starts is None else np.atleast_2d(np.asarray(starts, dtype=float))
 
     loss_ref = float(np.exp(np.mean(np.log(loss))))
-    log_loss = np.log(loss / loss_ref)
-    design = chinchilla_design(params, tokens)
-    best = fit_multistart(design, log_loss, starts, delta=delta)
-    values = _named(best.theta[None, :], loss_ref)
 
-    samples: dict[str, np.ndarray] = {}
-    if n_bootstrap > 0:
-        weights = resample_weights(params.size, n_bootstrap, np.random.default_rng(seed))
-        thetas = refit_weighted(design, log_loss, neighbourhood_starts(best), weights, delta=delta)
-        samples = _named(thetas, loss_ref)
-
-    holdout = None
-    if holdout_largest:
-        held = largest(compute, holdout_largest)
+    def predict_without(held: np.ndarray) -> np.ndarray:
         refit = fit_chinchilla(params[~held], tokens[~held], loss[~held], delta=delta, starts=starts)
-        holdout = HoldoutResult(holdout_largest, "compute", np.flatnonzero(held), loss[held], refit.predict(params[held], tokens[held]))
+        return refit.predict(params[held], tokens[held])
 
-    point = {name: float(v[0]) for name, v in values.items()}
-    fitted = chinchilla_loss(params, tokens, *(point[p] for p in PARAMETERS))
-    return ChinchillaFit(
-        **{p: point[p] for p in PARAMETERS},
-        intervals=intervals(samples, ci),
-        goodness=goodness_of_fit(loss, fitted),
-        objective=best.objective,
-        n_points=params.size,
-        n_starts=best.n_starts,
-        n_reached_best=best.n_reached_best,
-        n_bootstrap=n_bootstrap,
-        ci_level=ci,
-        holdout=holdout,
-        seconds=time.perf_counter() - clock,
+    point, common = fit_law(
+        chinchilla_design(params, tokens), loss, loss_ref, starts, lambda theta: _named(theta, loss_ref),
+        lambda named: chinchilla_loss(params, tokens, *(named[p] for p in PARAMETERS)),
+        n_bootstrap=n_bootstrap, seed=seed, ci=ci, delta=delta, started=clock,
+        holdout=Holdout(holdout_largest, compute, "compute", predict_without),
     )
+    return ChinchillaFit(**{p: point[p] for p in PARAMETERS}, **common)
 
 
 def chinchilla_design(params: np.ndarray, tokens: np.ndarray) -> LseDesign:

@@ -13,10 +13,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from analysis.bootstrap import Interval, intervals, resample_weights
-from analysis.goodness import GoodnessOfFit, HoldoutResult, goodness_of_fit, largest
+from analysis.law_fit import Holdout, LawFit, fit_law
 from analysis.lse import LseDesign
-from analysis.multistart import fit_multistart, grid_starts, neighbourhood_starts, refit_weighted
+from analysis.multistart import grid_starts
 from analysis.validation import check_holdout, positive_array, require_distinct, require_points
 
 FORM = "L(X) = E + A X^-alpha"
@@ -35,20 +34,10 @@ def start_grid() -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class PowerLawFit:
+class PowerLawFit(LawFit):
     E: float
     A: float
     alpha: float
-    intervals: dict[str, Interval]
-    goodness: GoodnessOfFit
-    objective: float
-    n_points: int
-    n_starts: int
-    n_reached_best: int
-    n_bootstrap: int
-    ci_level: float
-    holdout: HoldoutResult | None
-    seconds: float
 
     def predict(self, x: np.ndarray | float) -> np.ndarray:
         return self.E + self.A * np.asarray(x, dtype=float) ** -self.alpha
@@ -94,33 +83,14 @@ def fit_power_law(
     check_holdout(x.size, holdout_largest, MIN_POINTS, what)
 
     scales = _Scales.of(x, loss)
-    log_loss = np.log(loss / scales.loss_ref)
-    design = scales.design(x)
-    best = fit_multistart(design, log_loss, start_grid(), delta=delta)
-    point = {name: float(v[0]) for name, v in scales.named(best.theta[None, :]).items()}
 
-    samples: dict[str, np.ndarray] = {}
-    if n_bootstrap > 0:
-        weights = resample_weights(x.size, n_bootstrap, np.random.default_rng(seed))
-        samples = scales.named(refit_weighted(design, log_loss, neighbourhood_starts(best), weights, delta=delta))
+    def predict_without(held: np.ndarray) -> np.ndarray:
+        return fit_power_law(x[~held], loss[~held], delta=delta).predict(x[held])
 
-    holdout = None
-    if holdout_largest:
-        held = largest(x, holdout_largest)
-        refit = fit_power_law(x[~held], loss[~held], delta=delta)
-        holdout = HoldoutResult(holdout_largest, "x", np.flatnonzero(held), loss[held], refit.predict(x[held]))
-
-    fitted = point["E"] + point["A"] * x ** -point["alpha"]
-    return PowerLawFit(
-        **point,
-        intervals=intervals(samples, ci),
-        goodness=goodness_of_fit(loss, fitted),
-        objective=best.objective,
-        n_points=x.size,
-        n_starts=best.n_starts,
-        n_reached_best=best.n_reached_best,
-        n_bootstrap=n_bootstrap,
-        ci_level=ci,
-        holdout=holdout,
-        seconds=time.perf_counter() - clock,
+    point, common = fit_law(
+        scales.design(x), loss, scales.loss_ref, start_grid(), scales.named,
+        lambda named: named["E"] + named["A"] * x ** -named["alpha"],
+        n_bootstrap=n_bootstrap, seed=seed, ci=ci, delta=delta, started=clock,
+        holdout=Holdout(holdout_largest, x, "x", predict_without),
     )
+    return PowerLawFit(**point, **common)

@@ -36,11 +36,10 @@ from typing import TypeVar
 
 import numpy as np
 
-from analysis.bootstrap import Interval, intervals, resample_weights
 from analysis.chinchilla import ChinchillaFit
-from analysis.goodness import GoodnessOfFit, HoldoutResult, goodness_of_fit, largest
+from analysis.law_fit import Holdout, LawFit, fit_law
 from analysis.lse import LseDesign
-from analysis.multistart import fit_multistart, grid_starts, neighbourhood_starts, refit_weighted
+from analysis.multistart import grid_starts
 from analysis.validation import FitInputError, check_holdout, positive_array, require_distinct, require_points
 
 FORM = "L(N, d) = E + A d^gamma / N^alpha + B / d^beta"
@@ -76,23 +75,13 @@ def start_grid() -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class VocabFit:
+class VocabFit(LawFit):
     E: float
     A: float
     alpha: float
     gamma: float
     B: float
     beta: float
-    intervals: dict[str, Interval]
-    goodness: GoodnessOfFit
-    objective: float
-    n_points: int
-    n_starts: int
-    n_reached_best: int
-    n_bootstrap: int
-    ci_level: float
-    holdout: HoldoutResult | None
-    seconds: float
     bits_observed: tuple[float, ...]
 
     def predict(self, params: np.ndarray | float, bits: np.ndarray | float) -> np.ndarray:
@@ -166,36 +155,17 @@ def fit_vocab(
     check_holdout(params.size, holdout_largest, MIN_POINTS, what)
 
     scales = _Scales.of(params, bits, loss)
-    log_loss = np.log(loss / scales.loss_ref)
-    design = scales.design(params, bits)
-    best = fit_multistart(design, log_loss, start_grid(), delta=delta)
-    point = {name: float(v[0]) for name, v in scales.named(best.theta[None, :]).items()}
 
-    samples: dict[str, np.ndarray] = {}
-    if n_bootstrap > 0:
-        weights = resample_weights(params.size, n_bootstrap, np.random.default_rng(seed))
-        samples = scales.named(refit_weighted(design, log_loss, neighbourhood_starts(best), weights, delta=delta))
+    def predict_without(held: np.ndarray) -> np.ndarray:
+        return fit_vocab(params[~held], bits[~held], loss[~held], delta=delta).predict(params[held], bits[held])
 
-    holdout = None
-    if holdout_largest:
-        held = largest(params, holdout_largest)
-        refit = fit_vocab(params[~held], bits[~held], loss[~held], delta=delta)
-        holdout = HoldoutResult(holdout_largest, "params", np.flatnonzero(held), loss[held], refit.predict(params[held], bits[held]))
-
-    return VocabFit(
-        **point,
-        intervals=intervals(samples, ci),
-        goodness=goodness_of_fit(loss, vocab_loss(params, bits, **point)),
-        objective=best.objective,
-        n_points=params.size,
-        n_starts=best.n_starts,
-        n_reached_best=best.n_reached_best,
-        n_bootstrap=n_bootstrap,
-        ci_level=ci,
-        holdout=holdout,
-        seconds=time.perf_counter() - clock,
-        bits_observed=tuple(float(d) for d in np.unique(bits)),
+    point, common = fit_law(
+        scales.design(params, bits), loss, scales.loss_ref, start_grid(), scales.named,
+        lambda named: vocab_loss(params, bits, **named),
+        n_bootstrap=n_bootstrap, seed=seed, ci=ci, delta=delta, started=clock,
+        holdout=Holdout(holdout_largest, params, "params", predict_without),
     )
+    return VocabFit(**point, **common, bits_observed=tuple(float(d) for d in np.unique(bits)))
 
 
 def fit_per_bits(bits: np.ndarray, fit_group: Callable[[np.ndarray], FitT]) -> dict[float, FitT]:
