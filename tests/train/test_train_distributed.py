@@ -109,9 +109,12 @@ def test_deepspeed_save_and_resume(tmp_path, data_root, trained_tokenizer, fsdp_
     assert (first / "checkpoints" / "step_00000012" / "deepspeed").is_dir()
     losses = train_losses(first)
     reference = train_losses(fsdp_reference)
-    # DeepSpeed reduces gradients in another order than FSDP; AdamW amplifies those last-bit
-    # differences over many steps, so the strategies are compared over the first steps only
-    assert max(abs(losses[s] - reference[s]) for s in range(1, 7)) <= 1e-5
+    # The first step runs the same weights on the same batch: only summation order differs.
+    # After it, DeepSpeed reduces gradients in another order than FSDP and AdamW divides by
+    # sqrt(v), which turns last-bit differences in near-zero gradients into lr-sized ones;
+    # a wrong reduction (a missing average, a dropped shard) moves the loss by >1e-2.
+    assert abs(losses[1] - reference[1]) <= 1e-6
+    assert max(abs(losses[s] - reference[s]) for s in range(1, 7)) <= 1e-4
 
     resume = f"resume={first / 'checkpoints' / 'step_00000012'}"
     result = run_train([*tiny_overrides(data_root, second, steps=FSDP_STEPS, logging__checkpoint_every=6), *common, resume], nproc=2, timeout=600)
