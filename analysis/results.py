@@ -18,6 +18,8 @@ from analysis.metrics_jsonl import Record, decode_number
 from analysis.run_dirs import RunData, load_runs
 from analysis.run_errors import RunDataError
 from analysis.vocab import bits_per_image
+from infinity_train import geometry
+from infinity_train.geometry import bits_per_token
 
 VAL_COLUMNS = {
     "val_loss": "val/loss",
@@ -33,7 +35,7 @@ VAL_COLUMNS = {
 }
 PROGRESS_COLUMNS = {"images_seen": "progress/images_seen", "tokens_seen": "progress/tokens_seen", "train_flops": "progress/train_flops"}
 COLUMNS = (
-    "run", "parent", "task", "status", "depth", "width", "d", "params_total", "params_non_embedding",
+    "run", "parent", "task", "status", "depth", "width", "d", "token_bits", "params_total", "params_non_embedding",
     "train_flops", "images_seen", "tokens_seen", "budget_images", "step", *VAL_COLUMNS, "wall_time_s", "metrics_source",
 )  # fmt: skip
 FIT_COLUMNS = {"params": "params_non_embedding", "tokens": "tokens_seen", "loss": "val_loss", "flops": "train_flops", "bits": "d"}
@@ -71,7 +73,8 @@ def run_row(run: RunData) -> dict[str, Any]:
         "status": str(summary.get("status", "partial")) if run.summary is not None else "partial",
         "depth": depth,
         "width": width,
-        "d": _first_number(summary.get("bits"), _get(config, "tokenizer", "d")),
+        "d": _first_number(summary.get("d"), _get(config, "tokenizer", "d")),
+        "token_bits": _first_number(summary.get("token_bits"), _token_bits_from_config(config)),
         "params_total": _first_number(summary.get("params_total")),
         "params_non_embedding": _first_number(summary.get("params_non_embedding")),
         "budget_images": _first_number(run.branch_images, _planned_images(config)),
@@ -84,8 +87,16 @@ def run_row(run: RunData) -> dict[str, Any]:
     for column, key in VAL_COLUMNS.items():
         row[column] = _first_number(final.get(key), final.get(key.removeprefix("val/")))
     if math.isnan(row["bits_per_image"]):
-        row["bits_per_image"] = _bits_per_image_from_ce(row["ce_per_bit"], row["d"], config)
+        row["bits_per_image"] = _bits_per_image_from_ce(row["ce_per_bit"], row["token_bits"], config)
     return row
+
+
+def _token_bits_from_config(config: dict[str, Any]) -> float | None:
+    """Bits per token of a run whose summary predates ``token_bits``: d, or 4d under patchify."""
+    d = _get(config, "tokenizer", "d")
+    if not isinstance(d, int):
+        return None
+    return float(bits_per_token(d, bool(_get(config, "tokenizer", "patchify"))))
 
 
 def last_record_with(records: list[Record], key: str) -> Record:
@@ -175,15 +186,13 @@ def _elapsed(records: list[Record]) -> float | None:
     return float(times[-1] - times[0]) if len(times) >= 2 else None
 
 
-def _bits_per_image_from_ce(ce_per_bit: float, bits: float, config: dict[str, Any]) -> float:
+def _bits_per_image_from_ce(ce_per_bit: float, token_bits: float, config: dict[str, Any]) -> float:
     """Fallback when ``val/bits_per_image`` was not logged: per-bit nats -> bits per image."""
     resolution = _get(config, "data", "resolution")
-    if not (np.isfinite(ce_per_bit) and np.isfinite(bits) and isinstance(resolution, int)):
+    if not (np.isfinite(ce_per_bit) and np.isfinite(token_bits) and isinstance(resolution, int)):
         return math.nan
-    from infinity_train import scales
-
     try:
-        tokens = scales.num_tokens(scales.scale_schedule(resolution))
+        tokens = geometry.num_tokens(geometry.scale_schedule(resolution))
     except ValueError:
         return math.nan
-    return float(bits_per_image(ce_per_bit, bits, tokens))
+    return float(bits_per_image(ce_per_bit, token_bits, tokens))

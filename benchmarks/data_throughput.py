@@ -24,7 +24,7 @@ from PIL import Image
 from data_pipelines.reader import build_reader
 from data_pipelines.reader.example_shards import write_example_shards
 from data_pipelines.reader.sources import expand_shard_urls
-from infinity_train.scales import nearest_template, pixel_size
+from infinity_train.geometry import nearest_template, pixel_size
 
 
 def parse_args() -> argparse.Namespace:

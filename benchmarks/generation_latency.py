@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from infinity_train import scales
+from infinity_train import geometry
 from infinity_train.build import build_tokenizer, build_transformer
 from infinity_train.config import load_config, to_typed, validate
 from infinity_train.config.text_encoders import resolve_text_encoder
@@ -68,7 +68,7 @@ def main() -> None:
     default_model, default_resolution = DEFAULTS.get(device.type, DEFAULTS["cpu"])
     model_name, resolution = args.model or default_model, args.resolution or default_resolution
     cfg = validate(to_typed(load_config([f"model={model_name}", "tokenizer=d32", f"data.resolution={resolution}", *args.override])))
-    schedule = scales.scale_schedule(resolution, args.aspect)
+    schedule = geometry.scale_schedule(resolution, args.aspect)
     text_info = resolve_text_encoder(cfg.model.text_encoder)
     text_tokens = args.text_tokens or min(cfg.data.caption_tokens, text_info.max_length)
 
@@ -77,7 +77,7 @@ def main() -> None:
     tokenizer = build_tokenizer(cfg).to(device).eval().requires_grad_(False)
     text = pack_embeddings([torch.randn(text_tokens, text_info.dim, device=device) for _ in range(args.batch)])
     precision = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
-    tokens_per_image = scales.num_tokens(schedule)
+    tokens_per_image = geometry.num_tokens(schedule)
     print(
         f"device={device} ({device_name(device)}) precision={'bf16 autocast' if device.type == 'cuda' else 'fp32'} "
         f"threads={torch.get_num_threads()} torch={torch.__version__}"
@@ -85,7 +85,7 @@ def main() -> None:
     print(
         f"model={model_name} params={sum(p.numel() for p in model.parameters()) / 1e6:.1f}M tokenizer=d32 base {cfg.tokenizer.base_channels} "
         f"({sum(p.numel() for p in tokenizer.parameters()) / 1e6:.1f}M) resolution={resolution} h/w={args.aspect:g} "
-        f"pixels={scales.pixel_size(resolution, args.aspect)} scales={len(schedule)} tokens/image={tokens_per_image} "
+        f"pixels={geometry.pixel_size(resolution, args.aspect)} scales={len(schedule)} tokens/image={tokens_per_image} "
         f"batch={args.batch} cfg={args.cfg:g} text_tokens={text_tokens} warmup={args.warmup} repeats={args.repeats}"
     )
 

@@ -18,7 +18,7 @@ import time
 
 import torch
 
-from infinity_train import scales
+from infinity_train import geometry
 from infinity_train.build import build_transformer
 from infinity_train.config import load_config, to_typed, validate
 from infinity_train.distributed import all_reduce_sum, destroy_process_group, detect_world, init_process_group, select_device
@@ -46,8 +46,8 @@ def main() -> None:
     init_process_group(world, device)
     bf16 = use_bf16(cfg.parallel.precision, device)
     shape = shape_from_config(cfg)
-    schedule = scales.scale_schedule(cfg.data.resolution, 1.0)
-    tokens = scales.num_tokens(schedule)
+    schedule = geometry.scale_schedule(cfg.data.resolution, 1.0)
+    tokens = geometry.num_tokens(schedule)
     text_tokens = args.text_tokens or min(cfg.data.caption_tokens, shape.text_max_len)
     micro = cfg.data.global_batch_size // (world.world_size * cfg.optim.grad_accum_steps)
 

@@ -20,7 +20,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from infinity_train.scales import ASPECT_RATIOS, SUPPORTED_RESOLUTIONS
+from infinity_train.geometry import ASPECT_RATIOS, SUPPORTED_RESOLUTIONS
 
 from .cli_support import PROG, Parser, Progress, UsageError, parse_aspect_ratios, require_at_least
 from .cli_support import join_values as _join

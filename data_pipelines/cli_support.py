@@ -63,7 +63,7 @@ def join_values(values: Sequence[Any]) -> str:
 
 def parse_aspect_ratios(text: str, command: str) -> list[float]:
     """Comma-separated h/w templates, each checked; UsageError naming ``command`` otherwise."""
-    from infinity_train.scales import ASPECT_RATIOS, resolve_template
+    from infinity_train.geometry import ASPECT_RATIOS, resolve_template
 
     ratios = []
     for item in text.split(","):

@@ -27,7 +27,7 @@ from typing import Sequence
 import torch
 from omegaconf import OmegaConf
 
-from infinity_train import scales
+from infinity_train import geometry
 from infinity_train.config import ConfigError, TrainConfig, to_typed, validate
 from infinity_train.config.schema import Task
 from infinity_train.models.infinity import InfinityTransformer
@@ -214,7 +214,7 @@ def read_prompts(prompts: list[str] | None, prompts_file: str | None) -> list[st
 def resolve_schedule(cfg: TrainConfig, resolution: int | None, aspect: float) -> tuple[tuple[int, int], ...]:
     resolution = cfg.data.resolution if resolution is None else resolution
     try:
-        schedule = scales.scale_schedule(resolution, aspect)
+        schedule = geometry.scale_schedule(resolution, aspect)
     except ValueError as error:
         raise SampleError(str(error)) from error
     if len(schedule) > cfg.model.max_scales:
@@ -250,7 +250,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="per-bit top-p in (0, 1]; 0 = off; default 0.97 as the release's gen_one_img (its top_k=900 keeps both values of a bit)",
     )
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--aspect", type=float, default=1.0, help=f"h/w template: {', '.join(f'{t:g}' for t in scales.ASPECT_RATIOS)}")
+    parser.add_argument("--aspect", type=float, default=1.0, help=f"h/w template: {', '.join(f'{t:g}' for t in geometry.ASPECT_RATIOS)}")
     parser.add_argument("--resolution", type=int, default=None, help="default: the run's data.resolution")
     parser.add_argument("--per-prompt", type=int, default=4, help="images per prompt (grid columns)")
     parser.add_argument("--out", default="grid.png", help="PNG file to write")

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 
 from typing import TYPE_CHECKING
 
-from infinity_train import scales
+from infinity_train import geometry
 
 if TYPE_CHECKING:
     from infinity_train.config.schema import TrainConfig
@@ -63,8 +63,8 @@ def parameter_counts(shape: TransformerShape) -> dict[str, int]:
 def forward_flops_per_image(shape: TransformerShape, schedule: tuple[tuple[int, int], ...], text_tokens: int) -> dict[str, int]:
     """Forward FLOPs for one image of ``schedule`` with ``text_tokens`` caption tokens, by part."""
     C, Dt, d, hid = shape.width, shape.text_dim, shape.bits, shape.ffn_hidden
-    L, T = scales.num_tokens(schedule), text_tokens
-    pairs = scales.attended_pairs(schedule)
+    L, T = geometry.num_tokens(schedule), text_tokens
+    pairs = geometry.attended_pairs(schedule)
     per_block_linear = 2 * L * (4 * C * C + 2 * C * C + 2 * C * hid) + 2 * T * 2 * C * C  # qkv+proj, ca q+proj, ffn; ca kv on text
     flops = {
         "blocks_linear": shape.depth * per_block_linear,
@@ -81,20 +81,20 @@ def forward_flops_per_image(shape: TransformerShape, schedule: tuple[tuple[int, 
 
 def describe(shape: TransformerShape, resolution: int, text_tokens: int, h_div_w: float = 1.0) -> dict:
     """The JSON-ready description printed by ``infinity-train describe``."""
-    schedule = scales.scale_schedule(resolution, h_div_w)
+    schedule = geometry.scale_schedule(resolution, h_div_w)
     params = parameter_counts(shape)
     forward = forward_flops_per_image(shape, schedule, text_tokens)
-    tokens = scales.num_tokens(schedule)
+    tokens = geometry.num_tokens(schedule)
     return {
         "shape": asdict(shape) | {"ffn_hidden": shape.ffn_hidden, "head_dim": shape.width // shape.heads},
         "parameters": params,
         "schedule": {
             "resolution": resolution,
             "h_div_w": h_div_w,
-            "pixels": list(scales.pixel_size(resolution, h_div_w)),
+            "pixels": list(geometry.pixel_size(resolution, h_div_w)),
             "scales": [list(hw) for hw in schedule],
             "tokens_per_image": tokens,
-            "attended_pairs": scales.attended_pairs(schedule),
+            "attended_pairs": geometry.attended_pairs(schedule),
             "text_tokens": text_tokens,
         },
         "flops_per_image": {
@@ -115,7 +115,7 @@ def shape_from_config(cfg: "TrainConfig") -> TransformerShape:
         depth=cfg.model.depth,
         width=width,
         heads=heads,
-        bits=cfg.tokenizer.d * (4 if cfg.tokenizer.patchify else 1),  # a patchified token carries 2x2 latent positions
+        bits=geometry.bits_per_token(cfg.tokenizer.d, cfg.tokenizer.patchify),
         text_dim=text.dim,
         text_max_len=text.max_length,
         mlp_ratio=cfg.model.mlp_ratio,

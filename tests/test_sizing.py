@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from infinity_train import scales
+from infinity_train import geometry
 from infinity_train.config import load_config, to_typed
 from infinity_train.sizing import TransformerShape, describe, forward_flops_per_image, parameter_counts, shape_from_config
 
@@ -30,12 +30,12 @@ def test_parts_add_up_and_non_embedding_excludes_embeddings():
 
 
 def test_flops_scale_with_depth_and_attention_uses_block_causal_pairs():
-    schedule = scales.scale_schedule(256)
+    schedule = geometry.scale_schedule(256)
     shallow = forward_flops_per_image(TransformerShape(2, 128, 2, 16, 384, 256), schedule, 32)
     deep = forward_flops_per_image(TransformerShape(4, 128, 2, 16, 384, 256), schedule, 32)
     for part in ("blocks_linear", "self_attention", "cross_attention"):
         assert deep[part] == 2 * shallow[part]
-    assert shallow["self_attention"] == 2 * 4 * 128 * scales.attended_pairs(schedule)
+    assert shallow["self_attention"] == 2 * 4 * 128 * geometry.attended_pairs(schedule)
     assert shallow["cross_attention"] == 2 * 4 * 128 * 521 * 32
 
 

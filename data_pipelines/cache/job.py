@@ -43,7 +43,7 @@ from data_pipelines.shards import (
     split_entry,
     write_split_entry,
 )
-from infinity_train.scales import num_scales, pixel_size, scale_schedule
+from infinity_train.geometry import num_scales, pixel_size, scale_schedule
 
 from .members import CACHE_VERSION, cached_sample_files
 

@@ -16,7 +16,7 @@ import numpy as np
 from data_pipelines.reader.metadata import MetadataError, caption_fields, parse_json_object
 from data_pipelines.reader.stats import ReaderCounters
 from data_pipelines.reader.tar_stream import RawSample
-from infinity_train.scales import resolve_template, scale_schedule
+from infinity_train.geometry import resolve_template, scale_schedule
 
 from .members import BITS_MEMBER, LATENT_MEMBER, TENSOR_MEMBERS, TEXT_MEMBER, decode_tensors, packed_length
 

@@ -37,7 +37,7 @@ def add_cache_command(subparsers: Any) -> None:
 
 
 def run_cache(args: argparse.Namespace) -> int:
-    from infinity_train.scales import SUPPORTED_RESOLUTIONS
+    from infinity_train.geometry import SUPPORTED_RESOLUTIONS
 
     if args.resolution not in SUPPORTED_RESOLUTIONS:
         raise UsageError(f"{PROG} cache: error: --resolution {args.resolution} is not supported; choose one of {join_values(SUPPORTED_RESOLUTIONS)}")

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from infinity_train.scales import pixel_size
+from infinity_train.geometry import pixel_size
 
 from .bucketing import BatchPlan
 from .captions import choose_caption

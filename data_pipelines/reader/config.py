@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from infinity_train.scales import ASPECT_RATIOS, num_scales, pixel_size, resolve_template
+from infinity_train.geometry import ASPECT_RATIOS, num_scales, pixel_size, resolve_template
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from typing import Any
 
 from PIL import Image
 
-from infinity_train.scales import num_scales, pixel_size, resolve_template
+from infinity_train.geometry import num_scales, pixel_size, resolve_template
 
 from ..shards import ShardWriter, brace_pattern, finished_shards, listed_shards, split_entry, write_split_entry
 from .captions import make_captions

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, ImageDraw
 
-from infinity_train.scales import pixel_size
+from infinity_train.geometry import pixel_size
 
 from .geometry import draw_polygon, place
 from .palette import BACKGROUNDS, COLORS

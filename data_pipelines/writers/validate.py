@@ -34,7 +34,7 @@ from data_pipelines.shards import (
     split_entry,
     write_split_entry,
 )
-from infinity_train.scales import ASPECT_RATIOS
+from infinity_train.geometry import ASPECT_RATIOS
 
 from .images import ImageRejected, inspect_image
 

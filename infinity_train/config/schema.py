@@ -7,8 +7,6 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Optional
 
-SUPPORTED_BITS = (8, 12, 14, 16, 24, 32, 48, 64)
-
 
 class Task(str, Enum):
     transformer = "transformer"

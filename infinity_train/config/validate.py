@@ -3,10 +3,10 @@ reported together in one line, each phrased for the user."""
 
 from __future__ import annotations
 
-from infinity_train import scales
+from infinity_train import geometry
+from infinity_train.geometry import SUPPORTED_D, latent_stride
 from infinity_train.config.compose import ConfigError
 from infinity_train.config.schema import (
-    SUPPORTED_BITS,
     DataSource,
     ModelConfig,
     ScheduleName,
@@ -75,13 +75,13 @@ def _check_text_pool_heads(m: ModelConfig, width: int, text_dim: int, problems: 
 
 def _check_tokenizer(cfg: TrainConfig, problems: list[str]) -> None:
     t = cfg.tokenizer
-    if t.d not in SUPPORTED_BITS:
-        problems.append(f"tokenizer.d={t.d} is not a supported bit width; choose one of {', '.join(map(str, SUPPORTED_BITS))}")
+    if t.d not in SUPPORTED_D:
+        problems.append(f"tokenizer.d={t.d} is not a supported bit width; choose one of {', '.join(map(str, SUPPORTED_D))}")
     if not t.channel_multipliers or any(c < 1 for c in t.channel_multipliers):
         problems.append(f"tokenizer.channel_multipliers must be positive integers, got {list(t.channel_multipliers)}")
     else:
         stride = 2 ** (len(t.channel_multipliers) - 1)
-        wanted = 8 if t.patchify else 16
+        wanted = latent_stride(t.patchify)
         if stride != wanted:
             problems.append(
                 f"tokenizer.channel_multipliers has {len(t.channel_multipliers)} levels (stride {stride}); "
@@ -104,7 +104,7 @@ def _check_tokenizer(cfg: TrainConfig, problems: list[str]) -> None:
 def _check_data(cfg: TrainConfig, problems: list[str]) -> None:
     data = cfg.data
     try:
-        n_scales = scales.num_scales(data.resolution)
+        n_scales = geometry.num_scales(data.resolution)
     except ValueError as error:
         problems.append(f"data.resolution: {error}")
         n_scales = None
@@ -112,7 +112,7 @@ def _check_data(cfg: TrainConfig, problems: list[str]) -> None:
         problems.append(f"data.resolution {data.resolution} has {n_scales} scales but model.max_scales is {cfg.model.max_scales}")
     for ratio in data.aspect_ratios:
         try:
-            scales.resolve_template(ratio)
+            geometry.resolve_template(ratio)
         except ValueError as error:
             problems.append(f"data.aspect_ratios: {error}")
     if data.source in (DataSource.webdataset, DataSource.cached) and not data.train_shards and not data.mixture:
@@ -207,9 +207,9 @@ def _check_cluster_and_sweep(cfg: TrainConfig, problems: list[str]) -> None:
     c = cfg.cluster
     if c.nodes < 1 or c.gpus_per_node < 0 or c.cpus_per_task < 1 or c.signal_lead_s < 0:
         problems.append("cluster.nodes and cluster.cpus_per_task must be >= 1, gpus_per_node and signal_lead_s >= 0")
-    bad_bits = [b for b in cfg.sweep.bits if b not in SUPPORTED_BITS]
+    bad_bits = [b for b in cfg.sweep.bits if b not in SUPPORTED_D]
     if bad_bits:
-        problems.append(f"sweep.bits has unsupported bit widths {bad_bits}; choose from {', '.join(map(str, SUPPORTED_BITS))}")
+        problems.append(f"sweep.bits has unsupported bit widths {bad_bits}; choose from {', '.join(map(str, SUPPORTED_D))}")
     if any(dep < 1 for dep in cfg.sweep.depths) or any(b < 1 for b in cfg.sweep.image_budgets):
         problems.append("sweep.depths and sweep.image_budgets must be positive")
     if cfg.sweep.parallel_runs < 1:

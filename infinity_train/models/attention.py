@@ -24,7 +24,8 @@ from typing import Any, Callable
 import torch
 import torch.nn.functional as F
 
-from infinity_train.models.layout import Schedule, token_scale_ids
+from infinity_train.geometry import Schedule
+from infinity_train.models.layout import token_scale_ids
 
 logger = logging.getLogger(__name__)
 

@@ -17,7 +17,8 @@ import torch.nn as nn
 
 from infinity_train.models.attention import ATTENTION_SETTINGS, AttentionPlan, plan_attention, prepare_block_causal, prepare_packed_text
 from infinity_train.models.blocks import ADALN_CHUNKS, AttentionInputs, InfinityBlock, LayerCache, TextContext
-from infinity_train.models.layout import Schedule, as_schedule, scale_lengths, token_scale_ids
+from infinity_train.geometry import Schedule
+from infinity_train.models.layout import as_schedule, scale_lengths, token_scale_ids
 from infinity_train.models.rope import RopeTables, rope_reference_grid
 from infinity_train.models.text_conditioning import TextAttentivePool, substitute_uncond
 from infinity_train.sizing import release_text_pool_heads

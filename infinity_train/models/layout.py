@@ -7,10 +7,10 @@ from typing import Sequence
 
 import torch
 
-Schedule = tuple[tuple[int, int], ...]
+from infinity_train.geometry import Schedule
 
 
-def as_schedule(schedule: Sequence[Sequence[int]]) -> Schedule:
+def as_schedule(schedule: Sequence[Sequence[int]]) -> tuple[tuple[int, int], ...]:
     """A hashable ``((h, w), ...)`` copy of ``schedule``; the first scale must be the 1x1 start token."""
     normalized = tuple((int(h), int(w)) for h, w in schedule)
     if not normalized:

@@ -16,8 +16,9 @@ from functools import lru_cache
 
 import torch
 
-from infinity_train.models.layout import Schedule, scale_offsets
-from infinity_train.scales import TEMPLATES, resolve_template
+from infinity_train.geometry import Schedule
+from infinity_train.models.layout import scale_offsets
+from infinity_train.geometry import TEMPLATES, resolve_template
 
 
 def rope_reference_grid(schedule: Schedule, h_div_w: float | None = None) -> tuple[int, int]:

@@ -11,6 +11,7 @@ from typing import Iterator, Sequence
 
 import torch
 
+from infinity_train.geometry import PATCHIFY_FACTOR, latent_schedule
 from infinity_train.models.infinity import InfinityTransformer
 from infinity_train.models.layout import as_schedule
 from infinity_train.text.packed import PackedText, as_packed_text
@@ -100,11 +101,11 @@ def generate_bits(
     if isinstance(generator, int):
         generator = torch.Generator(device=device).manual_seed(generator)
     guided = any(c != 1.0 for c in cfgs)
-    factor = 2 if patchify else 1
+    factor = PATCHIFY_FACTOR if patchify else 1
     if model.bits % (factor * factor):
         raise ValueError(f"patchify needs a token width divisible by 4, got {model.bits}")
-    latent_schedule = tuple((h * factor, w * factor) for h, w in schedule)
-    final_h, final_w = latent_schedule[-1]
+    latent_grids = latent_schedule(schedule, patchify)
+    final_h, final_w = latent_grids[-1]
 
     with eval_mode(model):
         if guided:
@@ -127,9 +128,9 @@ def generate_bits(
             result.bits.append(bits)
             running.add(codes_from_bits(unpatchify_bits(bits) if patchify else bits))
             if k + 1 < len(schedule):
-                next_input = running.next_input(latent_schedule[k + 1], model.input_resampling)
+                next_input = running.next_input(latent_grids[k + 1], model.input_resampling)
                 if patchify:
-                    next_h, next_w = latent_schedule[k + 1]
+                    next_h, next_w = latent_grids[k + 1]
                     next_input = patchify_bits(next_input.reshape(batch, next_h, next_w, latent_dim)).flatten(1, 2)
                 scale_input = torch.cat((next_input, next_input)) if guided else next_input
     result.latent = running.total

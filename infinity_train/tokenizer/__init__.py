@@ -1,6 +1,6 @@
 """Multi-scale bitwise (BSQ) tokenizer: autoencoder, quantizer API, self-correction, losses."""
 
-from infinity_train.tokenizer.autoencoder import SUPPORTED_DIMS, Decoder, Encoder
+from infinity_train.tokenizer.autoencoder import Decoder, Encoder
 from infinity_train.tokenizer.bitwise_tokenizer import BitwiseTokenizer, TokenizerOutput
 from infinity_train.tokenizer.losses import LossTerms, TokenizerLoss
 from infinity_train.tokenizer.quantizer import (
@@ -18,7 +18,6 @@ from infinity_train.tokenizer.self_correction import SelfCorrectionBatch, bitwis
 
 __all__ = [
     "REFERENCE_TOKENIZERS",
-    "SUPPORTED_DIMS",
     "BitwiseTokenizer",
     "Decoder",
     "Encoder",

@@ -14,18 +14,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-SUPPORTED_DIMS: tuple[int, ...] = (8, 12, 14, 16, 24, 32, 48, 64)
-"""Bits per token (latent channels d) the tokenizer can be built with."""
+from infinity_train.geometry import latent_stride
 
 MAX_GROUPS = 32
 NORM_EPS = 1e-6
 IMAGE_CHANNELS = 3
-
-
-def check_latent_dim(d: int) -> int:
-    if d not in SUPPORTED_DIMS:
-        raise ValueError(f"latent dim d={d} is not supported; choose one of {', '.join(map(str, SUPPORTED_DIMS))}")
-    return d
 
 
 def group_count(channels: int) -> int:
@@ -35,11 +28,6 @@ def group_count(channels: int) -> int:
     debug models (e.g. 16 -> 16, 48 -> 24, 40 -> 20) still normalize groups of equal size.
     """
     return max(g for g in range(1, min(MAX_GROUPS, channels) + 1) if channels % g == 0)
-
-
-def latent_stride(patchify: bool) -> int:
-    """Pixels per latent position: 16, or 8 when a 2x2 patchify brings tokens back to 16x16 pixels."""
-    return 8 if patchify else 16
 
 
 class NormLayer(nn.Module):
@@ -155,7 +143,7 @@ class Encoder(nn.Module):
         patchify: bool = False,
     ) -> None:
         super().__init__()
-        self.d = check_latent_dim(d)
+        self.d = d
         self.stride = latent_stride(patchify)
         num_down = _num_resamplings(channel_multipliers, patchify, num_res_blocks)
         widths = [base_channels * m for m in channel_multipliers]
@@ -190,7 +178,7 @@ class Decoder(nn.Module):
         patchify: bool = False,
     ) -> None:
         super().__init__()
-        self.d = check_latent_dim(d)
+        self.d = d
         num_up = _num_resamplings(channel_multipliers, patchify, num_res_blocks)
         widths = [base_channels * m for m in channel_multipliers]
         channels = widths[-1]

@@ -1,6 +1,6 @@
 """The bitwise tokenizer: CNN encoder + multi-scale BSQ + CNN decoder.
 
-Schedules passed to this class are *token* schedules (``infinity_train.scales``): one token
+Schedules passed to this class are *token* schedules (``infinity_train.geometry``): one token
 covers 16x16 pixels. With ``patchify`` the latent has stride 8, the quantizer runs on the
 doubled grids and each token carries the 2x2 latent positions it covers (4d bits).
 """
@@ -13,8 +13,8 @@ from typing import Any, Sequence
 import torch
 import torch.nn as nn
 
-from infinity_train.scales import PATCH_PIXELS
-from infinity_train.tokenizer.autoencoder import Decoder, Encoder, check_image, check_latent_dim
+from infinity_train.geometry import PATCH_PIXELS, PATCHIFY_FACTOR, bits_per_token, check_d, latent_schedule
+from infinity_train.tokenizer.autoencoder import Decoder, Encoder, check_image
 from infinity_train.tokenizer.ops import patchify_bits, unpatchify_bits
 from infinity_train.tokenizer.quantizer import (
     MultiScaleBSQ,
@@ -79,7 +79,7 @@ class BitwiseTokenizer(nn.Module):
         latent_layernorm: bool = False,
     ) -> None:
         super().__init__()
-        self.d = check_latent_dim(d)
+        self.d = check_d(d)
         self.patchify = patchify
         self.encoder = Encoder(d, base_channels, channel_multipliers, encoder_res_blocks, patchify)
         self.decoder = Decoder(d, base_channels, channel_multipliers, decoder_res_blocks, patchify)
@@ -126,11 +126,10 @@ class BitwiseTokenizer(nn.Module):
     @property
     def token_dim(self) -> int:
         """Bits per token the transformer predicts: d, or 4d with patchify."""
-        return 4 * self.d if self.patchify else self.d
+        return bits_per_token(self.d, self.patchify)
 
     def latent_schedule(self, token_schedule: Schedule) -> tuple[tuple[int, int], ...]:
-        factor = 2 if self.patchify else 1
-        return tuple((h * factor, w * factor) for h, w in token_schedule)
+        return latent_schedule(token_schedule, self.patchify)
 
     def token_schedule_for(self, image: torch.Tensor) -> tuple[tuple[int, int], ...]:
         """The published schedule whose last grid covers this image (clear error if none)."""
@@ -139,7 +138,7 @@ class BitwiseTokenizer(nn.Module):
 
     def _latent_schedule_for(self, latent: torch.Tensor, token_schedule: Schedule | None) -> tuple[tuple[int, int], ...]:
         if token_schedule is None:
-            factor = 2 if self.patchify else 1
+            factor = PATCHIFY_FACTOR if self.patchify else 1
             if latent.shape[-2] % factor or latent.shape[-1] % factor:
                 raise ValueError(f"a patchified latent grid must be even, got {tuple(latent.shape[-2:])}")
             token_schedule = schedule_for_grid((latent.shape[-2] // factor, latent.shape[-1] // factor))

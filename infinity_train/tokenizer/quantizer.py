@@ -16,12 +16,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from infinity_train.scales import SUPPORTED_RESOLUTIONS, TEMPLATES, scale_schedule
-from infinity_train.tokenizer.autoencoder import check_latent_dim
+from infinity_train.geometry import SUPPORTED_RESOLUTIONS, TEMPLATES, Grid, Schedule, scale_schedule
 from infinity_train.tokenizer.ops import area_downsample, bits_to_codes, scale_input, upsample
 
-Grid = tuple[int, int]
-Schedule = Sequence[Grid]
 
 
 # ---------------------------------------------------------------- schedules
@@ -298,7 +295,7 @@ class ScaleQuantizer(nn.Module):
 
     def __init__(self, d: int, inv_temperature: float = 100.0, diversity_gamma: float = 1.0) -> None:
         super().__init__()
-        self.d = check_latent_dim(d)
+        self.d = d
         self.inv_temperature = inv_temperature
         self.diversity_gamma = diversity_gamma
         self.register_buffer("mask", 2 ** torch.arange(d - 1, -1, -1))
@@ -336,7 +333,7 @@ class MultiScaleBSQ(nn.Module):
             raise ValueError(f"drop_trailing_prob must be in [0, 1], got {drop_trailing_prob}")
         if num_partial_scales < 0:
             raise ValueError(f"num_partial_scales must be >= 0, got {num_partial_scales}")
-        self.d = check_latent_dim(d)
+        self.d = d
         self.lfq = ScaleQuantizer(d, inv_temperature, diversity_gamma)
         self.drop_trailing_prob = drop_trailing_prob
         self.num_partial_scales = num_partial_scales

@@ -15,8 +15,9 @@ from dataclasses import dataclass
 
 import torch
 
+from infinity_train.geometry import Schedule, latent_schedule
 from infinity_train.tokenizer.ops import patchify_bits
-from infinity_train.tokenizer.quantizer import Schedule, flatten_bits, residual_scheme
+from infinity_train.tokenizer.quantizer import flatten_bits, residual_scheme
 
 STRENGTH_STEP = 0.01
 
@@ -67,9 +68,8 @@ def bitwise_self_correction(
     ``resampling`` is the model's next-scale input resampling (``ops.scale_input``).
     Random numbers come from ``generator`` (and live on its device) for reproducibility.
     """
-    factor = 2 if patchify else 1
-    latent_schedule = tuple((h * factor, w * factor) for h, w in schedule)
-    num_corrupted = min(num_scales, len(latent_schedule))
+    latent_grids = latent_schedule(schedule, patchify)
+    num_corrupted = min(num_scales, len(latent_grids))
     rng_device = generator.device if generator is not None else latent.device
     batch = latent.shape[0]
     strengths = draw_strengths(batch if per_sample_strength else 1, num_corrupted, max_strength, generator, rng_device)
@@ -82,19 +82,19 @@ def bitwise_self_correction(
         flips = draws < strengths[:, k].to(bits.device).view(-1, 1, 1, 1)
         return bits ^ flips if requant else bits
 
-    scheme = residual_scheme(latent, latent_schedule, corrupt=flip, resampling=resampling)
+    scheme = residual_scheme(latent, latent_grids, corrupt=flip, resampling=resampling)
     labels, corrupted, inputs = scheme.labels, scheme.added, scheme.inputs
     if patchify:
-        inputs = _patchify_inputs(inputs, latent_schedule)
+        inputs = _patchify_inputs(inputs, latent_grids)
         labels = [patchify_bits(b) for b in labels]
         corrupted = [patchify_bits(b) for b in corrupted]
     return SelfCorrectionBatch(inputs=inputs, labels=labels, corrupted_bits=corrupted, strengths=strengths)
 
 
-def _patchify_inputs(inputs: torch.Tensor, latent_schedule: Schedule) -> torch.Tensor:
+def _patchify_inputs(inputs: torch.Tensor, latent_grids: Schedule) -> torch.Tensor:
     """(B, sum_k h_k w_k, d) on latent grids (k >= 2) -> (B, sum_k h_k w_k / 4, 4d) on token grids."""
     pieces, start = [], 0
-    for h, w in latent_schedule[1:]:
+    for h, w in latent_grids[1:]:
         piece = inputs[:, start : start + h * w].reshape(inputs.shape[0], h, w, -1)
         pieces.append(patchify_bits(piece).flatten(1, 2))
         start += h * w

@@ -17,7 +17,7 @@ import numpy as np
 from data_pipelines.synthetic.checker import check
 from data_pipelines.synthetic.evaluation import CheckerTally
 from data_pipelines.synthetic.spec import SceneSpec
-from infinity_train import scales
+from infinity_train import geometry
 from infinity_train.build import build_transformer
 from infinity_train.distributed import World
 from infinity_train.sample import sample_images, save_grid
@@ -32,7 +32,7 @@ SAMPLE_TAU = 1.0
 class SampleGrids:
     def __init__(self, task: Any, held_out: Any, count: int, resolution: int, directory: Path, world: World) -> None:
         self.task, self.world, self.directory = task, world, directory
-        self.schedule = scales.scale_schedule(resolution, 1.0)
+        self.schedule = geometry.scale_schedule(resolution, 1.0)
         self.prompts: list[str] = []
         self.specs: list[dict | None] = []
         for batch in held_out.reader:  # the same first captions on every rank (fixed order, epoch 0)

@@ -9,7 +9,7 @@ from typing import Any, Mapping
 import torch
 import torch.nn as nn
 
-from infinity_train import scales
+from infinity_train import geometry
 from infinity_train.build import build_tokenizer
 from infinity_train.config.schema import TrainConfig
 from infinity_train.optim import peak_lr
@@ -55,7 +55,7 @@ class TokenizerTask(Task):
         return {
             "params_total": sum(p.numel() for p in self.tokenizer.parameters()),
             "params_non_embedding": sum(p.numel() for p in self.tokenizer.parameters()),
-            "bits": self.tokenizer.d,
+            "d": self.tokenizer.d, "token_bits": self.tokenizer.token_dim,
         }
 
     def prepare(self, batch: dict[str, Any], training: bool) -> dict[str, Any]:
@@ -63,7 +63,7 @@ class TokenizerTask(Task):
             raise ValueError("task=tokenizer trains on images: use data.source=synthetic or webdataset, not cached shards")
         return {
             "images": batch["images"].to(self.device, non_blocking=True),
-            "schedule": scales.scale_schedule(self.cfg.data.resolution, batch["h_div_w"]),
+            "schedule": geometry.scale_schedule(self.cfg.data.resolution, batch["h_div_w"]),
         }
 
     def unit_active(self, unit: str, step: int) -> bool:

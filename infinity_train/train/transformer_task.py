@@ -16,7 +16,7 @@ from typing import Any, Mapping
 import torch
 import torch.nn as nn
 
-from infinity_train import scales
+from infinity_train import geometry
 from infinity_train.build import build_text_encoder, build_transformer, load_trained_tokenizer
 from infinity_train.config.schema import TrainConfig
 from infinity_train.models.infinity import MODEL_FORMAT
@@ -45,7 +45,7 @@ class TransformerTask(Task):
         self.token_dim = self.tokenizer.token_dim
         if self.token_dim != self.model.bits:
             raise ValueError(f"the tokenizer gives {self.token_dim} bits per token, the model predicts {self.model.bits}")
-        self.num_scales = scales.num_scales(cfg.data.resolution)
+        self.num_scales = geometry.num_scales(cfg.data.resolution)
 
     # ---- modules
 
@@ -73,13 +73,14 @@ class TransformerTask(Task):
         counts = parameter_counts(self.shape)
         return {
             "params_total": counts["total"], "params_non_embedding": counts["non_embedding"],
-            "depth": self.shape.depth, "width": self.shape.width, "heads": self.shape.heads, "bits": self.shape.bits,
+            "depth": self.shape.depth, "width": self.shape.width, "heads": self.shape.heads,
+            "d": self.tokenizer.d, "token_bits": self.shape.bits,
         }
 
     # ---- batches
 
     def prepare(self, batch: dict[str, Any], training: bool) -> dict[str, Any]:
-        schedule = scales.scale_schedule(self.cfg.data.resolution, batch["h_div_w"])
+        schedule = geometry.scale_schedule(self.cfg.data.resolution, batch["h_div_w"])
         if "latents" in batch:  # a cached batch: F and the caption embeddings were precomputed
             latent = batch["latents"].to(self.device, non_blocking=True).float()
             text = _packed_from_list(batch["text"], self.device)
@@ -88,7 +89,7 @@ class TransformerTask(Task):
             with torch.no_grad(), self.autocast():
                 latent = self.tokenizer.encode(images).float()
             text = self.text_encoder.encode(batch["captions"])
-        height, width = scales.pixel_size(self.cfg.data.resolution, batch["h_div_w"])
+        height, width = geometry.pixel_size(self.cfg.data.resolution, batch["h_div_w"])
         return {
             "latent": latent,
             "text": text,
@@ -121,7 +122,7 @@ class TransformerTask(Task):
         schedule = micro["schedule"]
         images = len(micro["text_lengths"])
         flops = sum(_train_flops(self.shape, schedule, length) for length in micro["text_lengths"])
-        return images, images * scales.num_tokens(schedule), float(flops)
+        return images, images * geometry.num_tokens(schedule), float(flops)
 
     # ---- validation
 

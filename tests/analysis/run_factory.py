@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from infinity_train import scales
+from infinity_train import geometry
 from infinity_train.sizing import TransformerShape, describe
 
 RESOLUTION = 64
@@ -100,7 +100,8 @@ def write_run(
             "params_non_embedding": params["non_embedding"],
             "depth": depth,
             "width": 64 * depth,
-            "bits": bits,
+            "d": bits,
+            "token_bits": bits,
             "final": final,
         }
         (run_dir / "summary.json").write_text(json.dumps(summary))
@@ -139,7 +140,7 @@ def write_sweep(
 
 
 def _records(start, last_step, total_steps, final_loss, depth, bits, tokens_per_image, flops_per_image, nan_final):
-    n_scales = scales.num_scales(RESOLUTION)
+    n_scales = geometry.num_scales(RESOLUTION)
     pixels = RESOLUTION * RESOLUTION
     for step in [*range(start + 10, last_step, 10), last_step]:
         progress = step / total_steps

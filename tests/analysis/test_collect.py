@@ -202,3 +202,26 @@ def _run_with(root, relative, text):
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(text)
     return root
+
+
+def test_patchified_runs_keep_d_and_the_token_width_apart(tmp_path):
+    """Under patchify a token carries 4d bits: the index files d and token_bits separately, also for a run
+    whose summary predates token_bits (read from its config), and bits per image use the token width."""
+    run = tmp_path / "run"
+    write_run(run, depth=1, bits=8, images=1024, law=Law(), rng=np.random.default_rng(2))
+    summary = json.loads((run / "summary.json").read_text())
+    summary.update(d=8, token_bits=32)
+    (run / "summary.json").write_text(json.dumps(summary))
+    row = collect_results(tmp_path).iloc[0]
+    assert (row["d"], row["token_bits"]) == (8, 32)
+
+    old = {k: v for k, v in summary.items() if k not in ("d", "token_bits")}
+    del old["final"]["val/bits_per_image"]
+    (run / "summary.json").write_text(json.dumps({**old, "bits": 32}))
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    (run / "metrics.jsonl").write_text("".join(json.dumps({k: v for k, v in r.items() if k != "val/bits_per_image"}) + "\n" for r in records))
+    config = (run / "config.yaml").read_text()
+    (run / "config.yaml").write_text(config.replace("tokenizer:\n", "tokenizer:\n  patchify: true\n", 1))
+    row = collect_results(tmp_path).iloc[0]
+    assert (row["d"], row["token_bits"]) == (8, 32)
+    assert row["bits_per_image"] == pytest.approx(row["ce_per_bit"] / math.log(2) * 32 * 21)

@@ -17,7 +17,7 @@ from data_pipelines.cli import main
 from data_pipelines.reader.example_shards import encode, photo_like_image
 from data_pipelines.reader.images import decode_to_size, to_unit_range
 from data_pipelines.shards import expand_shards, iter_samples, read_manifest
-from infinity_train.scales import pixel_size, scale_schedule
+from infinity_train.geometry import pixel_size, scale_schedule
 
 from cache_world import RAW_SAMPLES, RESOLUTION
 

@@ -23,7 +23,7 @@ from data_pipelines.reader import build_reader
 from data_pipelines.shards import ShardWriter, expand_shards, iter_samples, read_manifest, split_entry, write_split_entry
 from infinity_train.models import InfinityTransformer, bitwise_loss
 from infinity_train.text.packed import pack_embeddings
-from infinity_train.scales import scale_schedule
+from infinity_train.geometry import scale_schedule
 from infinity_train.tokenizer import bitwise_self_correction, flatten_bits, teacher_forcing_inputs
 
 SETTINGS = dict(resolution=RESOLUTION, batch_size_per_rank=4, seed=3, shuffle_buffer=8, short_caption_prob=0.5)

@@ -11,7 +11,7 @@ from data_pipelines.synthetic import CRITERIA, CheckerTally, check, detect, gene
 from data_pipelines.synthetic.checker import classify_shape
 from data_pipelines.synthetic.geometry import coverage, place
 from data_pipelines.synthetic.palette import SHAPES
-from infinity_train.scales import ASPECT_RATIOS, pixel_size
+from infinity_train.geometry import ASPECT_RATIOS, pixel_size
 
 NON_SQUARE = [a for a in ASPECT_RATIOS if a != 1.0]
 

@@ -9,7 +9,7 @@ from PIL import Image
 
 from data_pipelines.shards import read_manifest
 from data_pipelines.synthetic import SceneSpec, check, write_synthetic_dataset
-from infinity_train.scales import pixel_size
+from infinity_train.geometry import pixel_size
 
 ARGS = dict(num_samples=25, resolution=64, aspect_ratios=(1.0, 0.5, 2.0), samples_per_shard=10, seed=3)
 

@@ -9,7 +9,7 @@ import pytest
 from data_pipelines.synthetic import BACKGROUNDS, COLORS, SCENE_KINDS, SHAPES, SceneSpec, generate_scene, oracle_check, render_scene
 from data_pipelines.synthetic.palette import MAX_OBJECTS
 from data_pipelines.synthetic.render import object_outline
-from infinity_train.scales import ASPECT_RATIOS, pixel_size
+from infinity_train.geometry import ASPECT_RATIOS, pixel_size
 
 SCENES = [generate_scene(seed) for seed in range(300)]
 

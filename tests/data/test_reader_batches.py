@@ -18,7 +18,7 @@ from data_pipelines.reader.captions import choose_caption, sentence_ends, senten
 from data_pipelines.reader.example_shards import photo_like_image, write_example_shards
 from data_pipelines.reader.images import decode_to_size
 from data_pipelines.shards import expand_shards, iter_samples
-from infinity_train.scales import nearest_template, pixel_size
+from infinity_train.geometry import nearest_template, pixel_size
 
 SIZES = [(48, 36), (36, 48), (40, 40), (64, 24), (30, 90)]
 

@@ -13,7 +13,7 @@ from data_pipelines.reader.batch_count import _max_batches, generic_batch_bound,
 from data_pipelines.reader.sources import Shard
 from data_pipelines.reader.samples import Sample
 from data_pipelines.reader.stats import ReaderCounters
-from infinity_train.scales import ASPECT_RATIOS
+from infinity_train.geometry import ASPECT_RATIOS
 
 
 def sample(index: int, template: float) -> Sample:

@@ -10,7 +10,7 @@ import torch
 from infinity_train.models.blocks import ADALN_CHUNKS
 from infinity_train.models.layout import scale_offsets
 from infinity_train.models.loss import bitwise_loss
-from infinity_train.scales import scale_schedule
+from infinity_train.geometry import scale_schedule
 
 NON_SQUARE = scale_schedule(128, 1.5)  # (1,1) (2,2) (3,2) (6,4) (9,6): 89 tokens
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from infinity_train import scales
+from infinity_train import geometry
 from infinity_train.models.infinity import InfinityTransformer
 from infinity_train.models.reference import (
     RELEASES,
@@ -29,7 +29,7 @@ from infinity_train.tokenizer import bitwise_self_correction, load_tokenizer_che
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "reference_infinity"
 FACTS = json.loads((GOLDEN / "reference_facts.json").read_text())
-SCHEDULE = scales.scale_schedule(256, 1.0)  # the release's "0.06M" 1:1 schedule, 7 scales, 521 tokens
+SCHEDULE = geometry.scale_schedule(256, 1.0)  # the release's "0.06M" 1:1 schedule, 7 scales, 521 tokens
 CFG = 3.0
 LOGIT_ATOL = 1e-5
 
@@ -113,7 +113,7 @@ def test_release_tokenizer_state_dict_loads_and_gives_its_bits_and_image(tokeniz
     assert "quantize.lfq.mask" in raw and "quantizer.lfq.mask" in raw
     tokenizer = load_tokenizer_checkpoint(GOLDEN / "vae_d16.pth").eval()
     image = tokenizer_golden["image_128_uint8"].float() / 127.5 - 1
-    schedule = scales.scale_schedule(128, 1.0)
+    schedule = geometry.scale_schedule(128, 1.0)
     with torch.no_grad():
         bits = tokenizer.image_to_bits(image, schedule)
         decoded = tokenizer.bits_to_image(bits, schedule)
@@ -137,7 +137,7 @@ def test_unequal_quantizer_copies_are_refused(tmp_path):
 def test_rope_positions_match_the_release_for_every_template(ratio):
     facts = FACTS["rope_positions"][ratio]
     schedule = tuple(tuple(hw) for hw in facts["scales"])
-    assert scales.TEMPLATES[scales.resolve_template(float(ratio))] == schedule
+    assert geometry.TEMPLATES[geometry.resolve_template(float(ratio))] == schedule
     for count in (7, 10, 12, 13):  # the release's 0.06M / 0.25M / 0.60M / 1M prefixes find their template's grid
         assert rope_reference_grid(schedule[:count]) == schedule[-1]
     positions = scale_positions(schedule, rope_reference_grid(schedule))
@@ -149,10 +149,10 @@ def test_rope_positions_match_the_release_for_every_template(ratio):
 
 
 def test_template_keys_and_nearest_template_match_the_release():
-    assert sorted(FACTS["templates"]["keys"]) == list(scales.ASPECT_RATIOS)  # 0.666 for 1:1.5, as the release truncates
+    assert sorted(FACTS["templates"]["keys"]) == list(geometry.ASPECT_RATIOS)  # 0.666 for 1:1.5, as the release truncates
     for probe, expected in FACTS["templates"]["nearest"].items():
-        assert scales.nearest_template(float(probe)) == expected, probe
-    assert scales.resolve_template(0.666) == scales.resolve_template(0.667) == 0.666
+        assert geometry.nearest_template(float(probe)) == expected, probe
+    assert geometry.resolve_template(0.666) == geometry.resolve_template(0.667) == 0.666
 
 
 # ---------------------------------------------------------------- checkpoint conversion

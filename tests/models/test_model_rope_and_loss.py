@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from infinity_train.models.layout import scale_offsets
 from infinity_train.models.loss import bitwise_loss, scale_loss_weights
 from infinity_train.models.rope import apply_rope, rope_angles, rope_reference_grid, scale_positions
-from infinity_train.scales import SUPPORTED_RESOLUTIONS, TEMPLATES, scale_schedule
+from infinity_train.geometry import SUPPORTED_RESOLUTIONS, TEMPLATES, scale_schedule
 
 
 @pytest.mark.parametrize("h_div_w", list(TEMPLATES))

@@ -10,7 +10,7 @@ from infinity_train.models.rope import rope_reference_grid
 from infinity_train.models.sampling import generate_bits, sample_bits
 from infinity_train.tokenizer import teacher_forcing_inputs
 from infinity_train.text.packed import PackedText
-from infinity_train.scales import scale_schedule
+from infinity_train.geometry import scale_schedule
 
 SCHEDULE = scale_schedule(128, 0.667)  # (1,1) (2,2) (2,3) (4,6) (6,9): non-square, 89 tokens
 ATOL = 1e-5

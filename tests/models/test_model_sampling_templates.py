@@ -9,7 +9,7 @@ from infinity_train.models.layout import scale_offsets
 from infinity_train.models.sampling import generate_bits, sample_bits
 from infinity_train.tokenizer import teacher_forcing_inputs
 from infinity_train.text.packed import PackedText
-from infinity_train.scales import ASPECT_RATIOS, pixel_size, scale_schedule
+from infinity_train.geometry import ASPECT_RATIOS, pixel_size, scale_schedule
 
 CFG = 3.0
 

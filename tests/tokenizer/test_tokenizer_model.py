@@ -5,7 +5,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from infinity_train.scales import pixel_size, scale_schedule
+from infinity_train.geometry import pixel_size, scale_schedule
 from infinity_train.tokenizer.bitwise_tokenizer import REG_VARIANT, BitwiseTokenizer
 
 from tokenizer_helpers import TINY, tiny_tokenizer

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from infinity_train.scales import num_tokens, scale_schedule
+from infinity_train.geometry import num_tokens, scale_schedule
 from infinity_train.tokenizer.ops import area_downsample, patchify_bits, unpatchify_bits, upsample
 from infinity_train.tokenizer.quantizer import (
     MultiScaleBSQ,

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from infinity_train.scales import num_tokens, scale_schedule
+from infinity_train.geometry import num_tokens, scale_schedule
 from infinity_train.tokenizer.ops import area_downsample, upsample
 from infinity_train.tokenizer.quantizer import codes_from_bits, encode_bits, flatten_bits, teacher_forcing_inputs
 from infinity_train.tokenizer.self_correction import bitwise_self_correction

@@ -1,18 +1,61 @@
-"""Scale schedules: the ordered per-scale token grids (h, w) of next-scale prediction.
+"""Geometry of next-scale prediction, in one torch-free leaf module that every package imports.
 
-Every aspect-ratio template has one 13-scale list in token units (the latent grid of a
-stride-16 tokenizer). A resolution takes the prefix of that list whose last 1:1 side is
-``resolution / 16``: 256 -> 7 scales (521 tokens), 512 -> 10, 768 -> 12, 1024 -> 13
-(10,521 tokens), and the small CPU resolutions 64 -> 3 scales, 128 -> 5 scales.
-Portrait templates (h/w < 1) are the transposes of the landscape ones.
+- Bit widths: the supported d (latent channels, bits per latent cell) and the token width a
+  transformer predicts (d, or 4d when a stride-8 tokenizer is 2x2 patchified).
+- Strides: pixels per latent cell (16, or 8 with patchify); every token covers 16x16 pixels.
+- Scale schedules: the ordered per-scale token grids (h, w). Every aspect-ratio template has one
+  13-scale list in token units. A resolution takes the prefix whose last 1:1 side is
+  ``resolution / 16``: 256 -> 7 scales (521 tokens), 512 -> 10, 768 -> 12, 1024 -> 13 (10,521 tokens),
+  and the small CPU resolutions 64 -> 3 scales, 128 -> 5 scales. Portrait templates (h/w < 1) are the
+  transposes of the landscape ones.
+
+Values are checked here once (``check_d``, ``num_scales``, ``resolve_template``) and the config
+validator and file readers call these checks; the modules below them trust what they are given.
 """
 
 from __future__ import annotations
 
 import math
 from functools import lru_cache
+from typing import Sequence
+
+Grid = tuple[int, int]
+Schedule = Sequence[Grid]
+"""Per-scale (h, w) grids, coarsest first; functions that cache on a schedule take it as a tuple."""
 
 PATCH_PIXELS = 16  # pixels per token side for a stride-16 tokenizer (or stride 8 + 2x2 patchify)
+PATCHIFY_FACTOR = 2  # a patchified token is 2x2 latent cells
+
+SUPPORTED_D: tuple[int, ...] = (8, 12, 14, 16, 24, 32, 48, 64)
+"""Bits per latent cell (tokenizer channels d); 14 is Infinity-8B's patchified tokenizer."""
+
+
+def check_d(d: int) -> int:
+    """``d`` if the tokenizer can be built with it, else a clear error."""
+    if d not in SUPPORTED_D:
+        raise ValueError(f"bit width d={d} is not supported; choose one of {', '.join(map(str, SUPPORTED_D))}")
+    return d
+
+
+def latent_stride(patchify: bool) -> int:
+    """Pixels per latent cell: 16, or 8 when a 2x2 patchify brings tokens back to 16x16 pixels."""
+    return PATCH_PIXELS // PATCHIFY_FACTOR if patchify else PATCH_PIXELS
+
+
+def bits_per_token(d: int, patchify: bool) -> int:
+    """Bits the transformer predicts per token: d, or 4d for a patchified tokenizer."""
+    return d * PATCHIFY_FACTOR**2 if patchify else d
+
+
+def latent_schedule(token_schedule: Sequence[tuple[int, int]], patchify: bool) -> tuple[tuple[int, int], ...]:
+    """Per-scale latent grids of a token schedule: the same, or twice each side with patchify."""
+    factor = PATCHIFY_FACTOR if patchify else 1
+    return tuple((h * factor, w * factor) for h, w in token_schedule)
+
+
+def latent_grid(resolution: int, h_div_w: float = 1.0, patchify: bool = False) -> tuple[int, int]:
+    """Latent (height, width) in cells at the schedule's last scale."""
+    return latent_schedule(scale_schedule(resolution, h_div_w), patchify)[-1]
 
 # h/w ratio -> 13 (h, w) token grids for h >= w; the values are the published schedule facts.
 _LANDSCAPE_SCHEDULES: dict[float, tuple[tuple[int, int], ...]] = {
