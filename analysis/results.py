@@ -20,6 +20,7 @@ from analysis.run_errors import RunDataError
 from analysis.vocab import bits_per_image
 from infinity_train import geometry
 from infinity_train.geometry import bits_per_token
+from infinity_train.sizing import family_shape
 
 VAL_COLUMNS = {
     "val_loss": "val/loss",
@@ -65,7 +66,7 @@ def run_row(run: RunData) -> dict[str, Any]:
     depth = _first_number(summary.get("depth"), _get(config, "model", "depth") if task == "transformer" else None)
     width = _first_number(summary.get("width"), _get(config, "model", "width") if task == "transformer" else None)
     if math.isnan(width) and not math.isnan(depth) and task == "transformer":
-        width = 64.0 * depth
+        width = float(family_shape(int(depth))[0])
     row: dict[str, Any] = {
         "run": run.name,
         "parent": run.parent or "",

@@ -18,6 +18,16 @@ if TYPE_CHECKING:
     from infinity_train.config.schema import TrainConfig
 
 
+WIDTH_PER_DEPTH = 64  # the family's shape rule: width = 64 * depth, heads = depth (head dim 64)
+
+
+def family_shape(depth: int, width: int | None = None, heads: int | None = None) -> tuple[int, int]:
+    """(width, heads) of the depth dial's model family; a pinned width or head count (a published rung) wins."""
+    width_ = width if width is not None else WIDTH_PER_DEPTH * depth
+    heads_ = heads if heads is not None else (depth if width is None else width_ // WIDTH_PER_DEPTH)
+    return width_, heads_
+
+
 def release_text_pool_heads(text_dim: int, width: int) -> int:
     """The release's head count for the attentive text pool: text width / 128 (/ 64 above model width 4096)."""
     return text_dim // (64 if width > 4096 else 128)

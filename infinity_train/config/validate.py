@@ -15,16 +15,11 @@ from infinity_train.config.schema import (
     TrainConfig,
 )
 from infinity_train.config.text_encoders import resolve_text_encoder
-from infinity_train.sizing import release_text_pool_heads
-
-WIDTH_PER_DEPTH = 64  # the family's shape rule: width = 64 * depth, heads = depth (head dim 64)
-
+from infinity_train.sizing import family_shape, release_text_pool_heads
 
 def model_shape(model: ModelConfig) -> tuple[int, int]:
     """(width, heads) of a model config, applying the depth dial's shape rule where unset."""
-    width = model.width if model.width is not None else WIDTH_PER_DEPTH * model.depth
-    heads = model.heads if model.heads is not None else (model.depth if model.width is None else width // WIDTH_PER_DEPTH)
-    return width, heads
+    return family_shape(model.depth, model.width, model.heads)
 
 
 def _check_model(cfg: TrainConfig, problems: list[str]) -> None:
