@@ -45,6 +45,15 @@ def first_slurm_host(nodelist: str) -> str:
     return re.sub(r"\[([^\]]+)\]", lambda m: re.split(r"[,-]", m.group(1))[0], first_entry.group(0))
 
 
+def current_rank_and_size() -> tuple[int, int]:
+    """(rank, world size): torch.distributed's when initialized, else what ``detect_world`` reads from the
+    launcher's environment (torchrun or a Slurm job step), else (0, 1)."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    world = detect_world()
+    return world.rank, world.world_size
+
+
 def detect_world(env: Mapping[str, str] | None = None) -> World:
     """torchrun's variables (RANK, LOCAL_RANK, WORLD_SIZE, ...) win; else Slurm's one-task-per-process
     variables (SLURM_PROCID, SLURM_LOCALID, SLURM_NTASKS, SLURM_JOB_NODELIST); else a single process."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -72,13 +71,10 @@ def resolve_templates(aspect_ratios: Sequence[float] | None) -> tuple[float, ...
 
 
 def distributed_rank_and_size(rank: int | None, world_size: int | None) -> tuple[int, int]:
-    """Explicit values win; else torch.distributed when initialized; else RANK / WORLD_SIZE; else (0, 1)."""
+    """Explicit values win; else the trainer's own rule (``infinity_train.distributed.current_rank_and_size``)."""
     if rank is not None and world_size is not None:
         return rank, world_size
-    import torch.distributed as dist
+    from infinity_train.distributed import current_rank_and_size
 
-    if dist.is_available() and dist.is_initialized():
-        detected = dist.get_rank(), dist.get_world_size()
-    else:
-        detected = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    detected = current_rank_and_size()
     return (detected[0] if rank is None else rank), (detected[1] if world_size is None else world_size)

@@ -89,3 +89,16 @@ def test_first_slurm_host(nodelist: str, first: str) -> None:
 def test_first_slurm_host_rejects_an_empty_list() -> None:
     with pytest.raises(ValueError):
         first_slurm_host("")
+
+
+@pytest.mark.parametrize("env, expected", [(SLURM_TASK_3_OF_4, (3, 4)), (TORCHRUN_NODE1_OF_2, (5, 8)), ({}, (0, 1))])
+def test_the_data_reader_shards_by_the_trainers_rule(monkeypatch, env, expected) -> None:
+    """The reader asks the same helper as the trainer: a Slurm job step without torchrun is rank 3 of 4 there too."""
+    from data_pipelines.reader.config import distributed_rank_and_size
+
+    for key in [*SLURM_TASK_3_OF_4, *TORCHRUN_NODE1_OF_2]:
+        monkeypatch.delenv(key, raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    assert distributed_rank_and_size(None, None) == expected
+    assert distributed_rank_and_size(None, 2) == (expected[0], 2)
