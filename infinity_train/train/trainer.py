@@ -27,7 +27,7 @@ from infinity_train.console import setup_logging
 from infinity_train.distributed import World, all_reduce_sum, barrier, init_process_group, select_device
 from infinity_train.parallel.units import TrainUnit, build_unit
 from infinity_train.run_dir import MetricsFile, RunDirectory, _atomic_write, _json_safe
-from infinity_train.schedules import lr_multiplier
+from infinity_train.lr_schedules import lr_multiplier
 from infinity_train.throughput import peak_memory_gb, peak_tflops
 from infinity_train.tracking import Tracker
 from infinity_train.train.data import HeldOutSet, build_train_reader, endless, has_held_out, prepare_synthetic
