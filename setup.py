@@ -34,7 +34,6 @@ setup(
         "numpy",
         "hydra-core>=1.3",
         "omegaconf>=2.3",
-        "hydra-submitit-launcher",
         "webdataset",
         "wandb",
         "transformers",

@@ -4,8 +4,6 @@
     infinity-launch local --nnodes N --rdzv-endpoint HOST:PORT [--nproc N] [-- overrides]
                                                                         run the same command on every node
     infinity-launch slurm [--dry-run] [--wait] [-- overrides]           render the sbatch script and submit it
-    infinity-launch sweep [--dry-run] [--sweep-dir DIR] [-- overrides]  Hydra multirun, one Slurm job per point
-                                                                        (submitit launcher; e.g. model.depth=1,2,3)
 
 Overrides are the trainer's Hydra overrides (``model=debug1 data=synthetic64 parallel=ddp ...``); the
 launcher sets ``world_size`` and an absolute ``run_dir``. ``slurm`` sizes the job from the ``cluster``
@@ -77,14 +75,6 @@ def _slurm(options: argparse.Namespace, overrides: list[str]) -> int:
     return sbatch(script, wait=options.wait, env=os.environ)
 
 
-def _sweep(options: argparse.Namespace, overrides: list[str]) -> int:
-    from launch.sweep import default_sweep_dir, run_sweep
-
-    cwd = Path.cwd()
-    sweep_dir = Path(options.sweep_dir).resolve() if options.sweep_dir else default_sweep_dir(cwd)
-    return run_sweep(overrides, sweep_dir, cwd, dry_run=options.dry_run)
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="infinity-launch", description="Start training on this machine or on a Slurm cluster.", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -98,9 +88,6 @@ def build_parser() -> argparse.ArgumentParser:
     slurm.add_argument("--dry-run", action="store_true", help="print the script; write and submit nothing")
     slurm.add_argument("--wait", action="store_true", help="wait for the job (through requeues) and exit with its status")
     slurm.add_argument("--comm-check", action="store_true", help="run launch.comm_check instead of training")
-    sweep = commands.add_parser("sweep", help="Hydra multirun through the submitit Slurm launcher, one job per point")
-    sweep.add_argument("--dry-run", action="store_true", help="print the launcher settings and the command; run nothing")
-    sweep.add_argument("--sweep-dir", help="folder of the sweep (default: runs/sweeps/<UTC time>)")
     return parser
 
 
@@ -108,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     options_argv, overrides = _split(list(sys.argv[1:] if argv is None else argv))
     options = build_parser().parse_args(options_argv)
     try:
-        return {"local": _local, "slurm": _slurm, "sweep": _sweep}[options.command](options, overrides)
+        return {"local": _local, "slurm": _slurm}[options.command](options, overrides)
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         return exit_codes.CONFIG_ERROR

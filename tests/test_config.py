@@ -80,6 +80,7 @@ def test_composition_errors_are_one_line(overrides, message):
         (["model=layer12", "model.heads=5"], "model.heads=5 must divide model.width=768"),
         (["model.width=120", "model.heads=20"], "head dim 6"),
         (["tokenizer.d=10"], "tokenizer.d=10 is not a supported bit width"),
+        (["cluster.time=one day"], "cluster.time='one day' is not a Slurm time limit"),
         (["data.resolution=100"], "resolution 100 does not end on a scale"),
         (["parallel=ddp", "world_size=3"], "global_batch_size=16 must divide evenly across 3 ranks"),
         (["parallel=single", "world_size=2"], "parallel=single runs one process"),

@@ -3,6 +3,8 @@ reported together in one line, each phrased for the user."""
 
 from __future__ import annotations
 
+import re
+
 from infinity_train import geometry
 from infinity_train.geometry import SUPPORTED_D, latent_stride
 from infinity_train.config.compose import ConfigError
@@ -198,10 +200,15 @@ def _check_logging(cfg: TrainConfig, problems: list[str]) -> None:
         problems.append(f"logging.progress must be auto, bar or lines, got {lg.progress!r}")
 
 
+SLURM_TIME = re.compile(r"(?:\d+-)?\d+(?::\d+){0,2}")
+
+
 def _check_cluster_and_sweep(cfg: TrainConfig, problems: list[str]) -> None:
     c = cfg.cluster
     if c.nodes < 1 or c.gpus_per_node < 0 or c.cpus_per_task < 1 or c.signal_lead_s < 0:
         problems.append("cluster.nodes and cluster.cpus_per_task must be >= 1, gpus_per_node and signal_lead_s >= 0")
+    if c.time and not SLURM_TIME.fullmatch(c.time.strip()):
+        problems.append(f"cluster.time={c.time!r} is not a Slurm time limit (MM, HH:MM:SS, D-HH, D-HH:MM:SS, such as 24:00:00)")
     bad_bits = [b for b in cfg.sweep.bits if b not in SUPPORTED_D]
     if bad_bits:
         problems.append(f"sweep.bits has unsupported bit widths {bad_bits}; choose from {', '.join(map(str, SUPPORTED_D))}")
