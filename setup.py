@@ -53,9 +53,9 @@ setup(
     entry_points={
         "console_scripts": [
             "infinity-train = infinity_train.cli:main",
-            "infinity-sample = infinity_train.sample:main",
+            "infinity-sample = infinity_train.sample_command:main",
             "infinity-analyze = analysis.cli:main",
-            "infinity-data = data_pipelines.cli:main",
+            "infinity-data = infinity_train.data_cli:main",
             "infinity-launch = launch.cli:main",
         ],
     },

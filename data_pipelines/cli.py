@@ -5,9 +5,11 @@
     python -m data_pipelines.cli from-folder FOLDER --out DIR [--split S] [--samples-per-shard N]
     python -m data_pipelines.cli from-manifest MANIFEST.{csv,jsonl} --out DIR [...]
     python -m data_pipelines.cli validate-wds --shards DIR_OR_PATTERN [--split S]
-    python -m data_pipelines.cli cache --shards RAW --out DIR --tokenizer CKPT --resolution R [...]
+    infinity-data cache --shards RAW --out DIR --tokenizer CKPT --resolution R [...]
 
-Each subcommand is an ``add_<name>_command(subparsers)`` function that registers its arguments
+``infinity-data`` is ``infinity_train.data_cli``: these commands plus ``cache``, which loads the
+project's tokenizer and text encoder and so lives in ``infinity_train`` (``data_pipelines`` does not
+import the model code). Each subcommand is an ``add_<name>_command(subparsers)`` function that registers its arguments
 and sets ``run``. Bad arguments print one line on stderr and exit with status 2.
 """
 
@@ -17,14 +19,13 @@ import argparse
 import io
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from infinity_train.geometry import ASPECT_RATIOS, SUPPORTED_RESOLUTIONS
 
 from .cli_support import PROG, Parser, Progress, UsageError, parse_aspect_ratios, require_at_least
 from .cli_support import join_values as _join
-from .commands.caching import add_cache_command
 from .commands.writing import add_from_folder_command, add_from_manifest_command, add_validate_wds_command
 
 
@@ -140,7 +141,7 @@ def run_check(args: argparse.Namespace) -> int:
 # ---- entry point -------------------------------------------------------------------------------
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(extra_commands: Sequence[Callable[[Any], None]] = ()) -> argparse.ArgumentParser:
     parser = Parser(prog=PROG, description="Data tools for infinity-train.")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
     add_synthetic_command(subparsers)
@@ -148,13 +149,14 @@ def build_parser() -> argparse.ArgumentParser:
     add_from_folder_command(subparsers)
     add_from_manifest_command(subparsers)
     add_validate_wds_command(subparsers)
-    add_cache_command(subparsers)
+    for add_command in extra_commands:  # commands that need the model code (``infinity-data cache``)
+        add_command(subparsers)
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, extra_commands: Sequence[Callable[[Any], None]] = ()) -> int:
     try:
-        args = build_parser().parse_args(argv)
+        args = build_parser(extra_commands).parse_args(argv)
         return args.run(args)
     except UsageError as error:
         print(error, file=sys.stderr)

@@ -116,10 +116,9 @@ def describe(shape: TransformerShape, resolution: int, text_tokens: int, h_div_w
 
 
 def shape_from_config(cfg: "TrainConfig") -> TransformerShape:
-    from infinity_train.config import model_shape
     from infinity_train.config.text_encoders import resolve_text_encoder
 
-    width, heads = model_shape(cfg.model)
+    width, heads = family_shape(cfg.model.depth, cfg.model.width, cfg.model.heads)
     text = resolve_text_encoder(cfg.model.text_encoder)
     return TransformerShape(
         depth=cfg.model.depth,

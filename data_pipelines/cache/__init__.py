@@ -9,6 +9,6 @@ those cached shards with the same splitting, shuffling, bucketing and resume as 
 
 from .job import CacheModels, CacheReport, write_cache
 from .reader import CachedFormat, build_cached_reader
-from .samples import CachedSample, CacheSignature
+from .sample_checks import CachedSample, CacheSignature
 
 __all__ = ["CacheModels", "CacheReport", "CacheSignature", "CachedFormat", "CachedSample", "build_cached_reader", "write_cache"]

@@ -20,7 +20,7 @@ from data_pipelines.reader.config import ReaderConfig
 from data_pipelines.reader.stats import ReaderCounters
 
 from .members import unpack_bits
-from .samples import CachedSample
+from .sample_checks import CachedSample
 
 
 class CachedBatchMaker:

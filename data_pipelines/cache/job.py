@@ -20,7 +20,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, Sequence as _Sequence
 
 import numpy as np
 import torch
@@ -50,18 +50,43 @@ from .members import CACHE_VERSION, cached_sample_files
 WINDOW_BATCHES = 16  # samples are processed in windows of this many batches, so memory stays bounded
 
 
+class CacheTokenizer(Protocol):
+    """What caching needs of a tokenizer (``infinity_train.tokenizer.BitwiseTokenizer`` is one)."""
+
+    architecture: dict[str, Any]
+    token_dim: int
+
+    def to(self, device: Any) -> "CacheTokenizer": ...
+    def eval(self) -> "CacheTokenizer": ...
+    def encode(self, image: torch.Tensor) -> torch.Tensor: ...
+    def latent_to_bits(self, latent: torch.Tensor, schedule: Any) -> list[torch.Tensor]: ...
+
+
+class CacheTextEncoder(Protocol):
+    """What caching needs of a text encoder (``infinity_train.text.TextEncoder`` is one)."""
+
+    name: str
+    max_length: int
+    hidden_dim: int
+
+    def to(self, device: Any) -> "CacheTextEncoder": ...
+    def encode(self, captions: _Sequence[str], batch_size: int = ...) -> Any: ...
+
+
 @dataclass
 class CacheModels:
-    """The frozen models and what identifies them in the manifest (a re-run must match it to resume)."""
+    """The frozen models and what identifies them in the manifest (a re-run must match it to resume).
+    Caching takes them as protocols, so this package does not import the model code that builds them
+    (``infinity-data cache`` loads them in ``infinity_train.cache_command``)."""
 
-    tokenizer: Any  # infinity_train.tokenizer.BitwiseTokenizer
-    text_encoder: Any  # infinity_train.text.TextEncoder
+    tokenizer: CacheTokenizer
+    text_encoder: CacheTextEncoder
     tokenizer_id: dict[str, Any]
     text_encoder_id: dict[str, Any]
 
     @classmethod
     def identified(
-        cls, tokenizer: Any, text_encoder: Any, checkpoint: str | os.PathLike | None = None, text_encoder_path: str | None = None
+        cls, tokenizer: CacheTokenizer, text_encoder: CacheTextEncoder, checkpoint: str | os.PathLike | None = None, text_encoder_path: str | None = None
     ) -> "CacheModels":
         """Models with their manifest identity: the tokenizer's architecture (plus the checkpoint's
         name and sha256) and the text encoder's name, path, length limit and width."""

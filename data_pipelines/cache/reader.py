@@ -26,7 +26,7 @@ from data_pipelines.reader.tar_stream import RawSample
 
 from .batches import CachedBatchMaker
 from .members import CACHED_EXTENSIONS
-from .samples import CachedSample, CacheSignature, prepare_cached_sample
+from .sample_checks import CachedSample, CacheSignature, prepare_cached_sample
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,6 @@ from infinity_train.tokenizer.quantizer import (
     teacher_forcing_inputs,
 )
 from infinity_train.tokenizer.reference import REFERENCE_TOKENIZERS, load_reference_tokenizer, load_tokenizer_checkpoint
-from infinity_train.tokenizer.self_correction import SelfCorrectionBatch, bitwise_self_correction
 
 __all__ = [
     "REFERENCE_TOKENIZERS",
@@ -25,10 +24,8 @@ __all__ = [
     "TokenizerLoss",
     "MultiScaleBSQ",
     "QuantizerOutput",
-    "SelfCorrectionBatch",
     "TokenizerOutput",
     "bits_to_latent",
-    "bitwise_self_correction",
     "encode_bits",
     "flatten_bits",
     "load_reference_tokenizer",

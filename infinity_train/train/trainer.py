@@ -109,7 +109,7 @@ class Trainer:
         self.checkpointer = Checkpointer(self.run_dir.checkpoints_dir, world, lg.keep_last, lg.keep_every, lg.checkpoint_steps, lg.async_checkpoint)
         self.samples = None
         if self.task.name == "transformer" and self.held_out is not None and lg.sample_prompts > 0:
-            from infinity_train.train.samples import SampleGrids
+            from infinity_train.train.sample_grids import SampleGrids
 
             self.samples = SampleGrids(self.task, self.held_out, lg.sample_prompts, cfg.data.resolution, self.run_dir.path / "samples", world)
         self.peak_tflops = peak_tflops(self.device)

@@ -24,7 +24,7 @@ from infinity_train.models.loss import bitwise_loss
 from infinity_train.optim import peak_lr
 from infinity_train.sizing import forward_flops_per_image, parameter_counts, shape_from_config
 from infinity_train.text.packed import PackedText, pack_embeddings
-from infinity_train.tokenizer import bitwise_self_correction
+from infinity_train.train.self_correction import bitwise_self_correction
 from infinity_train.train.task import Metrics, Task
 
 LN2 = math.log(2.0)

@@ -13,7 +13,7 @@ import torch
 
 from data_pipelines.cache import write_cache
 from data_pipelines.cache.members import BITS_MEMBER, LATENT_MEMBER, TEXT_MEMBER, decode_tensors, pack_bits, unpack_bits
-from data_pipelines.cli import main
+from infinity_train.data_cli import main
 from data_pipelines.reader.example_shards import encode, photo_like_image
 from data_pipelines.reader.images import decode_to_size, to_unit_range
 from data_pipelines.shards import expand_shards, iter_samples, read_manifest

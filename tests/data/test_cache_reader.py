@@ -24,7 +24,8 @@ from data_pipelines.shards import ShardWriter, expand_shards, iter_samples, read
 from infinity_train.models import InfinityTransformer, bitwise_loss
 from infinity_train.text.packed import pack_embeddings
 from infinity_train.geometry import scale_schedule
-from infinity_train.tokenizer import bitwise_self_correction, flatten_bits, teacher_forcing_inputs
+from infinity_train.tokenizer import flatten_bits, teacher_forcing_inputs
+from infinity_train.train.self_correction import bitwise_self_correction
 
 SETTINGS = dict(resolution=RESOLUTION, batch_size_per_rank=4, seed=3, shuffle_buffer=8, short_caption_prob=0.5)
 

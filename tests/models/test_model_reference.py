@@ -25,7 +25,8 @@ from infinity_train.models.reference import (
 )
 from infinity_train.models.rope import rope_reference_grid, scale_positions
 from infinity_train.models.sampling import generate_bits
-from infinity_train.tokenizer import bitwise_self_correction, load_tokenizer_checkpoint
+from infinity_train.tokenizer import load_tokenizer_checkpoint
+from infinity_train.train.self_correction import bitwise_self_correction
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "reference_infinity"
 FACTS = json.loads((GOLDEN / "reference_facts.json").read_text())

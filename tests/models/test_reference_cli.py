@@ -12,7 +12,7 @@ from safetensors.torch import load_file, save_file
 
 from infinity_train.cli import main as train_cli
 from infinity_train.models.reference import ReferenceCheckpointError, read_transformer_weights
-from infinity_train.sample import main as sample_cli
+from infinity_train.sample_command import main as sample_cli
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "reference_infinity"
 PROMPTS = ["a red cube left of a blue sphere", "two small green cones"]  # the prompts the golden bits were sampled for

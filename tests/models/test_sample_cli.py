@@ -14,7 +14,7 @@ from safetensors.torch import save_file
 from infinity_train.build import build_tokenizer, build_transformer
 from infinity_train.config import load_config, to_typed, validate
 from infinity_train.models.infinity import MODEL_FORMAT
-from infinity_train.sample import main
+from infinity_train.sample_command import main
 
 BASE_OVERRIDES = ["model=debug1", "tokenizer=cpu_d8", "data=synthetic64", "model.text_encoder.name=tiny-t5"]
 EXPORT_METADATA = {"task": "transformer", "step": "1", "model_format": str(MODEL_FORMAT)}  # as the trainer writes it

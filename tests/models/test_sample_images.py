@@ -9,7 +9,7 @@ from PIL import Image
 from infinity_train.build import build_text_encoder, build_tokenizer, build_transformer
 from infinity_train.config import load_config, to_typed, validate
 from infinity_train.models.sampling import generate_bits
-from infinity_train.sample import sample_images, save_grid, to_uint8
+from infinity_train.sample_command import sample_images, save_grid, to_uint8
 from infinity_train.geometry import scale_schedule
 
 SCHEDULE = scale_schedule(64, 1.333)  # (1,1) (2,2) (4,3): a 64 x 48 px image

@@ -20,7 +20,7 @@ from infinity_train.tokenizer.quantizer import (
     teacher_forcing_inputs,
 )
 
-from tokenizer_helpers import multiscale_latent
+from latent_helpers import multiscale_latent
 
 
 @pytest.mark.parametrize("d", [8, 16, 32, 64])

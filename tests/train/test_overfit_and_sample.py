@@ -44,7 +44,7 @@ def test_debug_model_memorizes_four_pairs_and_samples_them_back(tmp_path):
     originals = np.stack([np.asarray(Image.open(io.BytesIO(s["png"])).convert("RGB"), dtype=np.float32) / 255 for s in samples])
     grid = tmp_path / "grid.png"
     sampled = subprocess.run(
-        [*train_command([])[:2], "infinity_train.sample", "--run", str(transformer_run), "--prompts", *captions,
+        [*train_command([])[:2], "infinity_train.sample_command", "--run", str(transformer_run), "--prompts", *captions,
          "--per-prompt", "1", "--cfg", "1", "--top-k", "1", "--out", str(grid), "--device", "cpu"],
         cwd=ROOT, env=command_env(), capture_output=True, text=True, timeout=300,
     )

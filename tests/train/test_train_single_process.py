@@ -107,7 +107,7 @@ def test_cached_shards_train_like_the_raw_ones(tmp_path, data_root, trained_toke
     cached = tmp_path / "cached"
     for split in ("train", "val"):
         result = subprocess.run(
-            [*train_command([])[:2], "data_pipelines.cli", "cache", "--shards", str(data_root), "--split", split, "--out", str(cached),
+            [*train_command([])[:2], "infinity_train.data_cli", "cache", "--shards", str(data_root), "--split", split, "--out", str(cached),
              "--tokenizer", str(trained_tokenizer / "export" / "tokenizer.safetensors"), "--resolution", "64", "--aspect-ratios", "1.0",
              "--text-encoder", "tiny-t5", "--batch-size", "1"],
             cwd=ROOT, env=command_env(), capture_output=True, text=True, timeout=300,

@@ -20,7 +20,7 @@ from data_pipelines.synthetic.spec import SceneSpec
 from infinity_train import geometry
 from infinity_train.build import build_transformer
 from infinity_train.distributed import World
-from infinity_train.sample import sample_images, save_grid
+from infinity_train.sample_command import sample_images, save_grid
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,7 @@
-"""``infinity-data cache``: precompute tokenizer latents/bits and caption embeddings of raw shards."""
+"""``infinity-data cache``: precompute tokenizer latents/bits and caption embeddings of raw shards.
+
+It lives here, not in ``data_pipelines``, because it loads this package's tokenizer and text encoder:
+``data_pipelines`` sits below ``infinity_train`` and imports only its geometry (docs/architecture.md)."""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from data_pipelines.cli_support import PROG, Progress, UsageError, join_values, parse_aspect_ratios, require_at_least
+from infinity_train.geometry import SUPPORTED_RESOLUTIONS
 
 
 def add_cache_command(subparsers: Any) -> None:
@@ -37,8 +41,6 @@ def add_cache_command(subparsers: Any) -> None:
 
 
 def run_cache(args: argparse.Namespace) -> int:
-    from infinity_train.geometry import SUPPORTED_RESOLUTIONS
-
     if args.resolution not in SUPPORTED_RESOLUTIONS:
         raise UsageError(f"{PROG} cache: error: --resolution {args.resolution} is not supported; choose one of {join_values(SUPPORTED_RESOLUTIONS)}")
     require_at_least("cache", (("--batch-size", args.batch_size, 1), ("--max-length", args.max_length, 1)))

@@ -6,9 +6,9 @@ import torch
 from infinity_train.geometry import num_tokens, scale_schedule
 from infinity_train.tokenizer.ops import area_downsample, upsample
 from infinity_train.tokenizer.quantizer import codes_from_bits, encode_bits, flatten_bits, teacher_forcing_inputs
-from infinity_train.tokenizer.self_correction import bitwise_self_correction
+from infinity_train.train.self_correction import bitwise_self_correction
 
-from tokenizer_helpers import multiscale_latent
+from latent_helpers import multiscale_latent
 
 SCHEDULE = scale_schedule(256, 1.0)  # 7 scales, 16x16 latent grid
 
