@@ -78,11 +78,6 @@ class Trainer:
         init_process_group(world, self.device)
         self.bf16 = use_bf16(cfg.parallel.precision, self.device)
         self.run_dir = RunDirectory.for_config(resolved)
-        if world.is_main:
-            self.run_dir.create(resolved)
-        barrier()
-        setup_logging(self.run_dir.logs_dir, world.rank)
-        self.tracker = Tracker(self.run_dir, resolved, world.rank)
         self.state = TrainState()
         self.accum = cfg.optim.grad_accum_steps
         self.micro_batch = cfg.data.global_batch_size // (world.world_size * self.accum)
@@ -90,10 +85,16 @@ class Trainer:
         torch.manual_seed(cfg.seed)  # the same initial weights on every rank (FSDP shards each rank's own copy)
         self.task = build_task(cfg, self.device, self.bf16)
         self.resume_path = agree_on_resume(cfg.resume, self.run_dir.checkpoints_dir, world)
+        self._check_start_checkpoint()  # a refused restart must not touch the run directory
         if self.resume_path is None and cfg.init_from and is_weights_file(cfg.init_from):
             # weights only (a release checkpoint or an export): loaded into the plain model before it is sharded
             self.task.load_initial_weights(Path(cfg.init_from))
             log.info("initial weights from %s", cfg.init_from)
+        if world.is_main:
+            self.run_dir.create(resolved)
+        barrier()
+        setup_logging(self.run_dir.logs_dir, world.rank)
+        self.tracker = Tracker(self.run_dir, resolved, world.rank)
         self.units: dict[str, TrainUnit] = {
             name: build_unit(name, module, cfg.optim, cfg.parallel, world, self.device, self.micro_batch, self.task.learning_rate(name), self.bf16)
             for name, module in self.task.trained_modules().items()
@@ -118,12 +119,31 @@ class Trainer:
 
     # ------------------------------------------------------------------ resume
 
-    def _restore(self) -> None:
-        path = self.resume_path
-        fresh_branch = path is None and self.cfg.init_from and not is_weights_file(self.cfg.init_from)
-        if fresh_branch:
-            path = Path(self.cfg.init_from)
+    def _start_checkpoint(self) -> tuple[Path | None, bool]:
+        """(the checkpoint this run starts from, whether it is a branch (``init_from``) rather than a resume)."""
+        if self.resume_path is not None:
+            return self.resume_path, False
+        if self.cfg.init_from and not is_weights_file(self.cfg.init_from):
+            return Path(self.cfg.init_from), True
+        return None, False
+
+    def _check_start_checkpoint(self) -> None:
+        """Verify the checkpoint to start from (whole, safe to read, of this model) before anything is written."""
+        from infinity_train.checkpoint import check_fingerprint, verify_checkpoint
+
+        path, _ = self._start_checkpoint()
         if path is None:
+            return
+        meta = verify_checkpoint(path)
+        check_fingerprint(meta.get("fingerprint", {}), json.loads(json.dumps(self.task.fingerprint())), path)
+
+    def _restore(self) -> None:
+        path, fresh_branch = self._start_checkpoint()
+        if path is None:
+            if self.world.is_main:
+                dropped = MetricsFile(self.run_dir.metrics_path).truncate_after(0)  # rows of a run killed before its first checkpoint
+                if dropped:
+                    log.info("dropped %d metrics records of an earlier start that left no checkpoint", dropped)
             log.info("starting %s from scratch in %s", self.task.name, self.run_dir.path)
             return
         meta, rank_state = self.checkpointer.load(path, list(self.units.values()), self.task.extra_state_modules(), self.fingerprint)
@@ -134,7 +154,7 @@ class Trainer:
             set_rng_state(rank_state["rng"])
         else:
             self.reader.set_epoch(int(meta.get("epoch", 0)))
-        if self.world.is_main and not fresh_branch:
+        if self.world.is_main:  # a branch killed before its first checkpoint starts over at the same step
             dropped = MetricsFile(self.run_dir.metrics_path).truncate_after(self.state.step)
             if dropped:
                 log.info("dropped %d metrics records logged after step %d", dropped, self.state.step)
