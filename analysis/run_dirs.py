@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from analysis.metrics_jsonl import Record, read_metrics
+from analysis.metrics_jsonl import Record, latest_records, read_metrics
 from analysis.run_errors import RunDataError
 from analysis.wandb_offline import offline_folders, read_offline_run
 
@@ -106,7 +106,7 @@ def load_run(path: Path, name: str, *, parent: str | None = None, branch_images:
     summary = _read_json(path / "summary.json")
     metrics_path = path / "metrics.jsonl"
     if metrics_path.is_file():
-        records, source = read_metrics(metrics_path), "metrics.jsonl"
+        records, source = latest_records(read_metrics(metrics_path)), "metrics.jsonl"
     elif folders := offline_folders(path):
         wandb_run = read_offline_run(folders)
         records, source = wandb_run.records, "wandb offline"

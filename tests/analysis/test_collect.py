@@ -202,3 +202,20 @@ def _run_with(root, relative, text):
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(text)
     return root
+
+
+def test_records_a_restarted_run_logged_twice_keep_the_last_of_each_step():
+    from analysis.metrics_jsonl import latest_records
+
+    def rec(step, kind, value):
+        return {"step": step, "time": 0.0, f"{kind}/loss": value}
+
+    # steps 1-4 logged, killed, restarted from the step-2 checkpoint: 3 and 4 logged again; step 4 also validates
+    records = [rec(1, "train", 1.0), rec(2, "train", 2.0), rec(2, "val", 2.5), rec(3, "train", 3.0), rec(4, "train", 4.0),
+               rec(3, "train", 3.1), rec(4, "train", 4.1), rec(4, "val", 4.5)]
+    kept = latest_records(records)
+    assert [(r["step"], next(k for k in r if k.endswith("loss")), r.get("train/loss", r.get("val/loss"))) for r in kept] == [
+        (1, "train/loss", 1.0), (2, "train/loss", 2.0), (2, "val/loss", 2.5), (3, "train/loss", 3.1), (4, "train/loss", 4.1), (4, "val/loss", 4.5)]
+    # killed after logging step 4 with the checkpoint at 3: step 4 logged again, no step goes back
+    assert [r["train/loss"] for r in latest_records([rec(3, "train", 3.0), rec(4, "train", 4.0), rec(4, "train", 4.1)])] == [3.0, 4.1]
+    assert latest_records(records[:5]) == records[:5]
