@@ -59,6 +59,26 @@ _TRASH_PREFIX = ".trash-"
 _REQUIRED_META = {"step": int, "world_size": int, "state": dict}
 
 
+CRASH_ENV = "INFINITY_TRAIN_CRASH_AT"
+_crash_hits: dict[str, int] = {}
+
+
+def crash_point(name: str) -> None:
+    """Fault injection for ``benchmarks/crash_loop.py``: with ``INFINITY_TRAIN_CRASH_AT=<name>:<n>`` in the
+    environment, the process SIGKILLs itself the n-th time it reaches this point (never set otherwise)."""
+    wanted = os.environ.get(CRASH_ENV)
+    if not wanted:
+        return
+    point, _, count = wanted.partition(":")
+    if point != name:
+        return
+    _crash_hits[name] = _crash_hits.get(name, 0) + 1
+    if _crash_hits[name] >= int(count or 1):
+        import signal
+
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 class CheckpointMismatch(ValueError):
     """A checkpoint that does not belong to this run's model."""
 
@@ -248,6 +268,7 @@ class Checkpointer:
                 future = dcp.async_save(state, checkpoint_id=str(partial / "dcp"), no_dist=single)
             else:
                 dcp.save(state, checkpoint_id=str(partial / "dcp"), no_dist=single)
+        crash_point("checkpoint-write")
         torch.save(dict(rank_state), partial / "ranks" / f"rank{self.world.rank:05d}.pt")
         full_meta = {"format": FORMAT, "version": VERSION, "step": step, "world_size": self.world.world_size, "time": time.time(), **meta}
         self._pending = (future, partial, final, full_meta)
@@ -268,9 +289,11 @@ class Checkpointer:
             tmp = partial / f".{META_NAME}.tmp"
             tmp.write_text(json.dumps(meta, indent=2) + "\n")
             os.replace(tmp, partial / META_NAME)  # written last: the checkpoint is complete from here on
+            crash_point("checkpoint-rename")
             if final.exists():  # a step saved again after a resume: move the old one aside, never delete it in place
                 old = self._trash_name(final)
                 os.replace(final, old)
+                crash_point("resave")
                 os.replace(partial, final)
                 _remove(old)
             else:
@@ -290,6 +313,7 @@ class Checkpointer:
             if step not in newest and not permanent:
                 trash = self._trash_name(path)
                 os.replace(path, trash)
+                crash_point("retention")
                 _remove(trash)
         self._remove_leftovers(partials=False)
 
@@ -358,6 +382,7 @@ def export_safetensors(unit: TrainUnit, path: Path, world: World, metadata: Mapp
         tensors = {k: v.detach().float().contiguous() if v.is_floating_point() else v.contiguous() for k, v in state.items()}
         tmp = path.with_name(f".{path.name}.tmp")
         save_file(tensors, str(tmp), metadata={k: str(v) for k, v in metadata.items()})
+        crash_point("export")
         os.replace(tmp, path)
         meta_tmp = path.parent / ".meta.json.tmp"
         meta_tmp.write_text(json.dumps(dict(metadata), indent=2) + "\n")

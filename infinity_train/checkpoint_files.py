@@ -128,9 +128,10 @@ def check_dcp_directory(path: str | Path) -> Any:
     return metadata
 
 
-def _dcp_reader_classes() -> tuple[type, type]:
+def _dcp_reader_classes() -> tuple[type, type, type]:
     from torch.distributed.checkpoint import FileSystemReader
-    from torch.distributed.checkpoint.default_planner import DefaultLoadPlanner
+    from torch.distributed.checkpoint._traverse import set_element
+    from torch.distributed.checkpoint.default_planner import DefaultLoadPlanner, _EmptyStateDictLoadPlanner
     from torch.distributed.checkpoint.metadata import StorageMeta
     from torch.distributed.checkpoint.planner import ReadItem
 
@@ -145,31 +146,38 @@ def _dcp_reader_classes() -> tuple[type, type]:
             metadata.storage_meta.load_id = self.load_id
             return metadata
 
-    class _SafeLoadPlanner(DefaultLoadPlanner):
-        """DCP's default planner, reading non-tensor entries with ``torch.load(weights_only=True)``."""
+    class _WeightsOnlyBytes:
+        """Non-tensor entries read with ``torch.load(weights_only=True)`` (DCP's planner uses weights_only=False)."""
+
+        _source = "checkpoint"
 
         def load_bytes(self, read_item: ReadItem, value: io.BytesIO) -> None:
             try:
                 loaded = torch.load(value, weights_only=True)
             except pickle.UnpicklingError as error:
-                raise UnsafeCheckpoint(f"{self._source}: refused entry {read_item.dest_index.fqn}: {_first_line(error)}") from None
-            from torch.distributed.checkpoint._traverse import set_element
-
-            if self.flatten_state_dict:
-                set_element(self.original_state_dict, self.mappings[read_item.dest_index.fqn], loaded)
+                raise UnsafeCheckpoint(f"{self._source}: refused entry {read_item.dest_index.fqn}: {_refusal(error)}") from None
+            if self.flatten_state_dict:  # type: ignore[attr-defined]
+                set_element(self.original_state_dict, self.mappings[read_item.dest_index.fqn], loaded)  # type: ignore[attr-defined]
             else:
-                self.state_dict[read_item.dest_index.fqn] = loaded
+                self.state_dict[read_item.dest_index.fqn] = loaded  # type: ignore[attr-defined]
 
-    return _SafeFileSystemReader, _SafeLoadPlanner
+    class _SafeLoadPlanner(_WeightsOnlyBytes, DefaultLoadPlanner):
+        pass
+
+    class _SafeWholeLoadPlanner(_WeightsOnlyBytes, _EmptyStateDictLoadPlanner):
+        pass
+
+    return _SafeFileSystemReader, _SafeLoadPlanner, _SafeWholeLoadPlanner
 
 
 def safe_dcp_load(state: dict[str, Any], directory: Path, no_dist: bool) -> None:
-    """``dcp.load`` of ``directory`` into ``state`` through the safe reader and planner (after checking it)."""
+    """``dcp.load`` of ``directory`` into ``state`` through the safe reader and planner (after checking it).
+    An empty ``state`` is filled with everything the checkpoint holds."""
     import torch.distributed.checkpoint as dcp
 
     check_dcp_directory(directory)
-    reader_class, planner_class = _dcp_reader_classes()
-    planner = planner_class()
+    reader_class, planner_class, whole_class = _dcp_reader_classes()
+    planner = planner_class() if state else whole_class()
     planner._source = str(directory)
     try:
         dcp.load(state, storage_reader=reader_class(str(directory)), planner=planner, no_dist=no_dist)
@@ -181,7 +189,7 @@ def safe_dcp_load(state: dict[str, Any], directory: Path, no_dist: bool) -> None
         wrapped = _unwrap(error)
         if isinstance(wrapped, CheckpointFileError):
             raise wrapped from None
-        if isinstance(wrapped, (RuntimeError, EOFError, OSError, pickle.UnpicklingError, zipfile.BadZipFile)):
+        if isinstance(wrapped, (RuntimeError, EOFError, OSError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError)):
             raise DamagedCheckpoint(f"{directory}: damaged shard ({type(wrapped).__name__}: {_first_line(wrapped)})") from None
         raise
 
