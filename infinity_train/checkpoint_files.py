@@ -181,6 +181,8 @@ def safe_dcp_load(state: dict[str, Any], directory: Path, no_dist: bool) -> None
     planner._source = str(directory)
     try:
         dcp.load(state, storage_reader=reader_class(str(directory)), planner=planner, no_dist=no_dist)
+        if not state:  # the planner built the state from the index (dcp.load works on its own copy of the dict)
+            state.update(planner.original_state_dict)
     except CheckpointFileError:
         raise
     except (KeyboardInterrupt, SystemExit):
