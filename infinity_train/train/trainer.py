@@ -196,6 +196,7 @@ class Trainer:
                 interval.wall += time.perf_counter() - started
                 step = self.state.step
                 if self.state.nonfinite_in_a_row >= cfg.optim.max_nonfinite_steps:
+                    self._log_train(sums, interval)  # the step that stopped the run is in metrics.jsonl too
                     raise NonFiniteError(
                         f"{self.state.nonfinite_in_a_row} steps in a row had non-finite loss or gradients (last at step {step}); "
                         "stopping with the last good checkpoint intact: lower optim.lr, check the data, or raise optim.max_nonfinite_steps"
@@ -210,6 +211,7 @@ class Trainer:
                 stopping = preemption.any_rank_received(self.device)
                 scheduled = step == total or (lg.checkpoint_every and step % lg.checkpoint_every == 0) or step in lg.checkpoint_steps
                 if stopping or (scheduled and self.state.nonfinite_in_a_row == 0):  # no save inside a non-finite streak
+                    self._check_weights_finite()  # a checkpoint is the last good one: never save non-finite weights
                     self.save()
                 if stopping:
                     log.warning("checkpointed at step %d after a stop signal; exiting with status %d to be requeued", step, exit_codes.REQUEUE)
@@ -252,6 +254,23 @@ class Trainer:
         interval.images += images
         interval.tokens += tokens
         interval.flops += flops
+
+    def _check_weights_finite(self) -> None:
+        """Every rank's (shard of the) trained weights finite, or NonFiniteError: an update with finite gradients
+        can still overflow the weights (e.g. a huge learning rate), and that state must not become a checkpoint."""
+        bad = 0
+        with torch.no_grad():
+            for unit in self.units.values():
+                for param in unit.model.parameters():  # type: ignore[attr-defined]
+                    local = param.to_local() if hasattr(param, "to_local") else param
+                    if local.numel() and not bool(torch.isfinite(local).all()):
+                        bad += 1
+        bad_total = int(all_reduce_sum(torch.tensor([float(bad)], device=self.device)).item())
+        if bad_total:
+            raise NonFiniteError(
+                f"the weights are non-finite after the update of step {self.state.step} ({bad_total} tensors); not checkpointed, "
+                "the last good checkpoint is intact: lower optim.lr or check the data"
+            )
 
     # ------------------------------------------------------------------ logging
 

@@ -256,3 +256,25 @@ def test_retention_and_resaving_never_leave_a_complete_looking_directory_that_do
     with pytest.raises(DamagedCheckpoint, match="ranks/rank00000.pt: 3 bytes"):
         (tmp_path / "step_00000004" / "ranks" / "rank00000.pt").write_bytes(b"abc")
         verify_checkpoint(tmp_path / "step_00000004")
+
+
+def test_non_finite_weights_after_an_update_are_never_checkpointed(tmp_path, data_root, trained_tokenizer):
+    from infinity_train.config import load_config, to_typed, validate
+    from infinity_train.train import NonFiniteError, Trainer
+
+    run_dir = tmp_path / "run"
+    resolved = load_config([*overrides_for(data_root, run_dir, trained_tokenizer, 6), "world_size=1"])
+    trainer = Trainer(validate(to_typed(resolved)), resolved, detect_world({}))
+    unit = trainer.units["model"]
+    step = unit.step
+
+    def overflowing_step(lr):  # finite gradients, but the update overflows a weight (as a huge lr would)
+        result = step(lr)
+        if trainer.state.step == 3:  # the fourth update (saved as step 4)
+            next(iter(unit.model.parameters())).data.fill_(float("inf"))
+        return result
+
+    unit.step = overflowing_step
+    with pytest.raises(NonFiniteError, match="weights are non-finite after the update of step 4"):
+        trainer.fit()
+    assert [p.name for p in (run_dir / "checkpoints").iterdir()] == ["step_00000002"]
