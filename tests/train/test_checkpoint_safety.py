@@ -278,3 +278,24 @@ def test_non_finite_weights_after_an_update_are_never_checkpointed(tmp_path, dat
     with pytest.raises(NonFiniteError, match="weights are non-finite after the update of step 4"):
         trainer.fit()
     assert [p.name for p in (run_dir / "checkpoints").iterdir()] == ["step_00000002"]
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["device=cuda"], "device=cuda but CUDA is not available"),
+        (["parallel=zero2"], "parallel=zero2 (DeepSpeed) needs a launcher"),
+        (["run_dir={file}/run"], "is not a folder"),
+        (["optim.lr=inf"], "values must be finite numbers: optim.lr=inf"),
+        (["+foo=bar"], "unknown config key(s): foo"),
+    ],
+)
+def test_impossible_settings_are_one_line_before_any_work(tmp_path, data_root, trained_tokenizer, capfd, extra, message):
+    if extra == ["device=cuda"] and torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    (tmp_path / "file").write_text("")
+    extra = [item.format(file=tmp_path / "file") for item in extra]
+    status, lines = train_in_process(overrides_for(data_root, tmp_path / "run", trained_tokenizer, 6, *extra), capfd)
+    assert status == exit_codes.CONFIG_ERROR
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], lines
+    assert not (tmp_path / "run").exists()
