@@ -169,7 +169,7 @@ def verify_checkpoint(path: Path) -> dict[str, Any]:
     return meta
 
 
-def resolve_resume(resume: str, checkpoints_dir: Path) -> Path | None:
+def resolve_resume(resume: str, checkpoints_dir: Path, skipped: list[str] | None = None) -> Path | None:
     """``auto``: the newest complete checkpoint, if any (damaged newer ones are skipped with a warning; an unsafe
     one stops the run); ``none``: start fresh; else that checkpoint, verified."""
     if resume == "none":
@@ -179,7 +179,11 @@ def resolve_resume(resume: str, checkpoints_dir: Path) -> Path | None:
             try:
                 verify_checkpoint(path)
             except DamagedCheckpoint as error:
-                log.warning("skipping damaged checkpoint %s: %s", path, error)
+                message = f"resume=auto skips damaged checkpoint {path.name}: {error}"
+                if skipped is None:
+                    log.warning("%s", message)
+                else:
+                    skipped.append(message)  # logged by the caller once its log is set up
                 continue
             return path
         return None
@@ -391,13 +395,13 @@ def export_safetensors(unit: TrainUnit, path: Path, world: World, metadata: Mapp
     return path if world.is_main else None
 
 
-def agree_on_resume(resume: str, checkpoints_dir: Path, world: World) -> Path | None:
+def agree_on_resume(resume: str, checkpoints_dir: Path, world: World, skipped: list[str] | None = None) -> Path | None:
     """Rank 0 picks the checkpoint to resume (ranks may see a shared file system at slightly
-    different moments) and every rank uses that one."""
+    different moments) and every rank uses that one; a refused one stops every rank with rank 0's line."""
     answer: tuple[str, str | None] = ("ok", None)
     if world.is_main:
         try:
-            chosen = resolve_resume(resume, checkpoints_dir)
+            chosen = resolve_resume(resume, checkpoints_dir, skipped)
             answer = ("ok", str(chosen) if chosen is not None else None)
         except (CheckpointFileError, FileNotFoundError) as error:
             answer = ("unsafe" if isinstance(error, UnsafeCheckpoint) else "missing" if isinstance(error, FileNotFoundError) else "damaged", str(error))

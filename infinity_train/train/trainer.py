@@ -84,7 +84,8 @@ class Trainer:
 
         torch.manual_seed(cfg.seed)  # the same initial weights on every rank (FSDP shards each rank's own copy)
         self.task = build_task(cfg, self.device, self.bf16)
-        self.resume_path = agree_on_resume(cfg.resume, self.run_dir.checkpoints_dir, world)
+        skipped: list[str] = []
+        self.resume_path = agree_on_resume(cfg.resume, self.run_dir.checkpoints_dir, world, skipped)
         self._check_start_checkpoint()  # a refused restart must not touch the run directory
         if self.resume_path is None and cfg.init_from and is_weights_file(cfg.init_from):
             # weights only (a release checkpoint or an export): loaded into the plain model before it is sharded
@@ -95,6 +96,8 @@ class Trainer:
         barrier()
         setup_logging(self.run_dir.logs_dir, world.rank)
         self.tracker = Tracker(self.run_dir, resolved, world.rank)
+        for message in skipped:
+            log.warning("%s", message)
         self.units: dict[str, TrainUnit] = {
             name: build_unit(name, module, cfg.optim, cfg.parallel, world, self.device, self.micro_batch, self.task.learning_rate(name), self.bf16)
             for name, module in self.task.trained_modules().items()

@@ -193,8 +193,12 @@ def test_resume_auto_skips_a_damaged_newest_checkpoint(tmp_path, data_root, trai
         f.write('{"step": 5, "train/lo')  # torn by a kill mid-write
     assert [s for s, _ in listed_checkpoints(run_dir / "checkpoints")] == [2, 4]
     assert resolve_resume("auto", run_dir / "checkpoints") == run_dir / "checkpoints" / "step_00000002"
-    status, _ = train_in_process(overrides_for(data_root, run_dir, trained_tokenizer, 4), capfd)
-    assert status == exit_codes.OK
+    from infinity_train.train.entry import main
+
+    assert main(overrides_for(data_root, run_dir, trained_tokenizer, 4)) == exit_codes.OK
+    err = capfd.readouterr().err
+    assert "WARNING [rank 0] infinity_train.train.trainer: resume=auto skips damaged checkpoint step_00000004:" in err
+    assert "__0_0.distcp:" in err and "resumed from" in err and "step_00000002 at step 2" in err
     steps = [json.loads(line)["step"] for line in (run_dir / "metrics.jsonl").read_text().splitlines() if '"train/loss"' in line]
     assert steps == [1, 2, 3, 4]  # one training record per step: 3 and 4 were superseded, the torn line dropped
     assert train_losses(run_dir) == train_losses(checkpointed)
