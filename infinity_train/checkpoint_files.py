@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import io
 import pickle
+import re
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -230,12 +231,11 @@ def load_rank_file(path: Path) -> dict[str, Any]:
 def _refusal(error: BaseException) -> str:
     """torch's weights_only message, cut to the global it refused."""
     text = " ".join(str(error).split())
-    for marker in ("Unsupported global: GLOBAL ", "Unsupported operand", "Unsupported class "):
-        at = text.find(marker)
-        if at >= 0:
-            what = text[at:].split(" was not an allowed global")[0].split(". ")[0]
-            return f"a weights-only load does not allow it ({what}); a crafted file would run code here"
-    return f"not loadable with weights_only=True ({text[:200]})"
+    match = re.search(r"(?:unsupported GLOBAL|Unsupported global: GLOBAL) ([\w.]+)", text)
+    if match:
+        return f"it asks for {match.group(1)}, which a weights-only load does not allow (a crafted file would run code here); it was not loaded"
+    detail = text.split("Do it only if you got the file from a trusted source.")[-1].split("Check the documentation")[0].strip()
+    return f"not loadable with weights_only=True ({(detail or text)[:200]}); it was not loaded"
 
 
 # What DeepSpeed's own checkpoint files hold besides tensors and plain containers (found from the ZeRO-2

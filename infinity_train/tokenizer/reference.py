@@ -77,9 +77,9 @@ def read_weights_file(path: Path, map_location: str | torch.device = "cpu") -> A
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as error:
-        message = " ".join(str(error).split())
-        what = message.split("Unsupported global: ")[-1].split(" was not")[0] if "Unsupported global" in message else message[:200]
-        raise ValueError(f"{path}: refused: it holds Python objects besides tensors ({what}), which are never unpickled here") from None
+        from infinity_train.checkpoint_files import _refusal
+
+        raise ValueError(f"{path}: refused: {_refusal(error)}") from None
     except Exception as error:
         raise ValueError(f"{path}: damaged ({type(error).__name__}: {' '.join(str(error).split())[:200]})") from None
 

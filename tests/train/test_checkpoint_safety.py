@@ -119,16 +119,16 @@ def test_crafted_entries_inside_shards_rank_files_and_deepspeed_files_are_refuse
     marker = tmp_path / "MARKER"
     # a non-tensor entry of a .distcp shard (DCP itself reads those with weights_only=False)
     dcp.save({"unit": {"w": torch.ones(2), "evil": Trojan(marker)}}, checkpoint_id=str(tmp_path / "dcp"), no_dist=True)
-    with pytest.raises(UnsafeCheckpoint, match="refused entry unit.evil"):
+    with pytest.raises(UnsafeCheckpoint, match="refused entry unit.evil: it asks for posix.system"):
         safe_dcp_load({"unit": {"w": torch.zeros(2), "evil": 0}}, tmp_path / "dcp", no_dist=True)
     # a rank file
     torch.save({"reader": {}, "rng": Trojan(marker)}, tmp_path / "rank00000.pt")
-    with pytest.raises(UnsafeCheckpoint, match="rank00000.pt: refused"):
+    with pytest.raises(UnsafeCheckpoint, match="rank00000.pt: refused: it asks for posix.system"):
         load_rank_file(tmp_path / "rank00000.pt")
     # DeepSpeed's files (DeepSpeed reads them with weights_only=False): checked before DeepSpeed may open them
     (tmp_path / "deepspeed").mkdir()
     torch.save({"module": {"w": torch.ones(1)}, "ds_config": Trojan(marker)}, tmp_path / "deepspeed" / "mp_rank_00_model_states.pt")
-    with pytest.raises(UnsafeCheckpoint, match="mp_rank_00_model_states.pt: refused"):
+    with pytest.raises(UnsafeCheckpoint, match="mp_rank_00_model_states.pt: refused: it asks for posix.system"):
         check_deepspeed_directory(tmp_path / "deepspeed")
     assert not marker.exists()
     # what DeepSpeed's own optimizer files hold passes
