@@ -62,7 +62,7 @@ def checkpointed(tmp_path_factory, data_root, trained_tokenizer) -> Path:
     from infinity_train.train.entry import main
 
     run_dir = tmp_path_factory.mktemp("checkpointed") / "run"
-    assert main([*tiny_overrides(data_root, run_dir, steps=4), f"tokenizer.checkpoint={trained_tokenizer}"]) == 0
+    assert main([*tiny_overrides(data_root, run_dir, steps=4), f"tokenizer.checkpoint={trained_tokenizer}", "logging.sample_prompts=0"]) == 0
     return run_dir
 
 
