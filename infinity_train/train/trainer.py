@@ -84,20 +84,23 @@ class Trainer:
 
         torch.manual_seed(cfg.seed)  # the same initial weights on every rank (FSDP shards each rank's own copy)
         self.task = build_task(cfg, self.device, self.bf16)
-        skipped: list[str] = []
+        skipped: list[str] = []  # damaged checkpoints resume=auto stepped over, for the run's log
         self.resume_path = agree_on_resume(cfg.resume, self.run_dir.checkpoints_dir, world, skipped)
+        initial_weights = None
         self._check_start_checkpoint()  # a refused restart must not touch the run directory
         if self.resume_path is None and cfg.init_from and is_weights_file(cfg.init_from):
             # weights only (a release checkpoint or an export): loaded into the plain model before it is sharded
             self.task.load_initial_weights(Path(cfg.init_from))
-            log.info("initial weights from %s", cfg.init_from)
+            initial_weights = cfg.init_from
         if world.is_main:
             self.run_dir.create(resolved)
         barrier()
         setup_logging(self.run_dir.logs_dir, world.rank)
         self.tracker = Tracker(self.run_dir, resolved, world.rank)
-        for message in skipped:
+        for message in skipped:  # found before the log was set up (the run directory is made after the checks)
             log.warning("%s", message)
+        if initial_weights:
+            log.info("initial weights from %s", initial_weights)
         self.units: dict[str, TrainUnit] = {
             name: build_unit(name, module, cfg.optim, cfg.parallel, world, self.device, self.micro_batch, self.task.learning_rate(name), self.bf16)
             for name, module in self.task.trained_modules().items()
