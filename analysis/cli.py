@@ -148,6 +148,7 @@ def _collect(args: argparse.Namespace) -> list[str]:
     from analysis.results import collect_results, format_table, write_results_csv
 
     table = collect_results(args.runs_dir)
+    _warn(table.attrs.get("notes", ()))
     lines = [format_table(table)]
     if args.out:
         write_results_csv(table, args.out)
@@ -159,10 +160,16 @@ def _report(args: argparse.Namespace) -> list[str]:
     from analysis.scaling_report import write_report
 
     result = write_report(args.runs_dir, args.out, n_bootstrap=args.bootstrap, seed=args.seed, include_partial=args.include_partial)
+    _warn(result.notes)
     return [result.headline, f"wrote {result.path}"]
 
 
 _COMMANDS = {"fit": _fit, "collect": _collect, "report": _report}
+
+
+def _warn(notes) -> None:
+    for note in notes:
+        print(f"{PROG}: warning: {' '.join(note.split())}", file=sys.stderr)
 
 
 def _fail(message: str, code: int) -> int:

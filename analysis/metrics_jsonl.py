@@ -3,6 +3,9 @@
 Non-finite floats are written as the strings ``"nan"``, ``"inf"`` and ``"-inf"``; they are read
 back as floats. A last line without its newline was cut by a kill mid-write and is ignored; any
 other line that is not a JSON object with an integer ``step`` is an error naming file and line.
+
+Files written before the trainer superseded re-run steps on resume hold a step's records twice;
+``latest_records`` keeps the last of each (step, kind) and drops what a restart re-logged.
 """
 from __future__ import annotations
 
@@ -57,3 +60,24 @@ def decode_number(value: Any) -> Any:
     if isinstance(value, str):
         return _NON_FINITE.get(value.strip().lower(), value)
     return value
+
+
+def _kind(record: Record) -> frozenset[str]:
+    """What a record is (training, validation, samples, ...): the namespaces of its metric names."""
+    return frozenset(key.split("/", 1)[0] for key in record if key not in ("step", "time"))
+
+
+def latest_records(records: list[Record]) -> list[Record]:
+    """The records of a file a restarted run appended to, as if it had never been interrupted: a record of
+    step ``s`` supersedes every earlier record of a later step (the restart went back to ``s``) and every
+    earlier record of step ``s`` of the same kind. Records of a file without restarts are all kept, in order."""
+    kept: list[Record] = []
+    seen: set[tuple[int, frozenset[str]]] = set()
+    for record in records:
+        step, kind = record["step"], _kind(record)
+        if kept and (kept[-1]["step"] > step or (step, kind) in seen):
+            kept = [r for r in kept if r["step"] < step or (r["step"] == step and _kind(r) != kind)]
+            seen = {(r["step"], _kind(r)) for r in kept}
+        kept.append(record)
+        seen.add((step, kind))
+    return kept

@@ -51,14 +51,33 @@ def collect_results(runs_dir: str | Path) -> pd.DataFrame:
 
 
 def results_table(runs: list[RunData]) -> pd.DataFrame:
-    table = pd.DataFrame([run_row(run) for run in runs], columns=list(COLUMNS))
+    """The index; ``table.attrs["notes"]`` holds one line per damaged or diverged run (named), which stays in the
+    index with status "damaged" / "diverged" and is left out of fits."""
+    rows, notes = [], []
+    for run in runs:
+        row = run_row(run)
+        rows.append(row)
+        if row.pop("_note", None):
+            notes.append(row_note(run.name, row, run))
+    table = pd.DataFrame(rows, columns=list(COLUMNS))
     for role, column in FIT_COLUMNS.items():
         table[role] = table[column]
+    table.attrs["notes"] = notes
     return table
+
+
+DAMAGED, DIVERGED = "damaged", "diverged"
+
+
+def row_note(name: str, row: dict[str, Any], run: RunData) -> str:
+    if row["status"] == DAMAGED:
+        return f"run {name}: summary.json is damaged ({'; '.join(run.summary_problems)}); listed as damaged, left out of fits"
+    return f"run {name}: diverged (final val_loss is {row['val_loss']}); listed as diverged, left out of fits"
 
 
 def run_row(run: RunData) -> dict[str, Any]:
     config, summary = run.config, run.summary or {}
+    damaged = bool(run.summary_problems)  # its wrong-typed values were dropped when it was read
     task = str(_get(config, "task") or summary.get("task") or "transformer")
     last_val = last_record_with(run.records, "val/loss")
     final = {**last_val, **_decoded(summary.get("final") or {})}
@@ -89,6 +108,10 @@ def run_row(run: RunData) -> dict[str, Any]:
         row[column] = _first_number(final.get(key), final.get(key.removeprefix("val/")))
     if math.isnan(row["bits_per_image"]):
         row["bits_per_image"] = _bits_per_image_from_ce(row["ce_per_bit"], row["token_bits"], config)
+    if damaged:
+        row["status"], row["_note"] = DAMAGED, True
+    elif row["status"] == COMPLETE and task == "transformer" and not np.isfinite(row["val_loss"]) and (last_val or final):
+        row["status"], row["_note"] = DIVERGED, True
     return row
 
 

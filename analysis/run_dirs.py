@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from analysis.metrics_jsonl import Record, read_metrics
+from analysis.metrics_jsonl import Record, decode_number, latest_records, read_metrics
 from analysis.run_errors import RunDataError
 from analysis.wandb_offline import offline_folders, read_offline_run
 
@@ -40,6 +40,8 @@ class RunData:
     parent: str | None = None
     branch_images: float = math.nan
     """Training images of a budget branch (its folder name); NaN for a main run."""
+    summary_problems: tuple[str, ...] = ()
+    """What was wrong with the types of summary.json (those values are left out of ``summary``)."""
 
 
 def is_run_dir(path: Path) -> bool:
@@ -104,16 +106,48 @@ def load_run(path: Path, name: str, *, parent: str | None = None, branch_images:
     config = _read_yaml(path / "config.yaml")
     identity = _read_json(path / "run.json") or {}
     summary = _read_json(path / "summary.json")
+    problems: tuple[str, ...] = ()
+    if summary is not None:
+        summary, problems = _checked_summary(summary)
     metrics_path = path / "metrics.jsonl"
     if metrics_path.is_file():
-        records, source = read_metrics(metrics_path), "metrics.jsonl"
+        records, source = latest_records(read_metrics(metrics_path)), "metrics.jsonl"
     elif folders := offline_folders(path):
         wandb_run = read_offline_run(folders)
         records, source = wandb_run.records, "wandb offline"
         config = config or wandb_run.config
     else:
         records, source = [], "none"
-    return RunData(name, path, config, identity, records, summary, source, parent, branch_images)
+    return RunData(name, path, config, identity, records, summary, source, parent, branch_images, problems)
+
+
+_NUMERIC_SUMMARY = ("step", "images_seen", "tokens_seen", "train_flops", "wall_time_s", "skipped_steps", "world_size",
+                    "params_total", "params_non_embedding", "depth", "width", "bits")  # fmt: skip
+
+
+def _checked_summary(summary: dict[str, Any]) -> tuple[dict[str, Any], tuple[str, ...]]:
+    """summary.json without its wrong-typed values (the trainer writes numbers, a status text, a final object
+    of numbers), and what was wrong."""
+    problems, clean = [], dict(summary)
+    for key in _NUMERIC_SUMMARY:
+        value = decode_number(summary.get(key))
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            problems.append(f"'{key}' is {type(value).__name__} {str(value)[:40]!r}, not a number")
+            clean.pop(key)
+    final = summary.get("final")
+    if final is not None and not isinstance(final, dict):
+        problems.append(f"'final' is {type(final).__name__}, not an object")
+        clean.pop("final")
+    elif isinstance(final, dict):
+        bad = sorted(k for k, v in final.items() if isinstance(decode_number(v), (str, list, dict, bool)))
+        if bad:
+            problems.append(f"'final' has values that are not numbers ({', '.join(bad[:3])})")
+            clean["final"] = {k: v for k, v in final.items() if k not in bad}
+    for key in ("status", "task"):
+        if key in summary and not isinstance(summary[key], str):
+            problems.append(f"'{key}' is {type(summary[key]).__name__}, not text")
+            clean.pop(key)
+    return clean, tuple(problems)
 
 
 def _run_name(run_dir: Path, root: Path) -> str:

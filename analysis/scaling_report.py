@@ -45,6 +45,8 @@ class ReportResult:
     headline: str
     fits: dict[str, Any]
     """The contents of fits.json."""
+    notes: tuple[str, ...] = ()
+    """One line per damaged or diverged run (named), listed in the report and left out of its fits."""
 
 
 def write_report(
@@ -81,7 +83,7 @@ def write_report(
     subtitle = f"{_run_counts(table)} from {runs_dir}; generated {time.strftime('%Y-%m-%d %H:%M:%S')}"
     path = out_dir / "report.html"
     path.write_text(h.page("Scaling report", analysis.headline, subtitle, sections), encoding="utf-8")
-    return ReportResult(path, analysis.headline, fits)
+    return ReportResult(path, analysis.headline, fits, tuple(table.attrs.get("notes", ())))
 
 
 def _prepare(out_dir: Path) -> None:

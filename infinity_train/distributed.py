@@ -94,14 +94,18 @@ def detect_world(env: Mapping[str, str] | None = None) -> World:
     return World(0, 0, 1, 1, 0, 1, "127.0.0.1", DEFAULT_PORT, "single")
 
 
+class DeviceError(ValueError):
+    """A device setting this machine cannot honour, phrased as one line."""
+
+
 def select_device(requested: str, world: World) -> torch.device:
     """``auto`` is this process's GPU when CUDA is available, else the CPU."""
     if requested == "cpu" or (requested == "auto" and not torch.cuda.is_available()):
         return torch.device("cpu")
     if not torch.cuda.is_available():
-        raise RuntimeError(f"device={requested} but CUDA is not available on this node ({os.uname().nodename})")
+        raise DeviceError(f"device={requested} but CUDA is not available on this node ({os.uname().nodename}); use device=cpu or device=auto")
     if world.local_rank >= torch.cuda.device_count():
-        raise RuntimeError(
+        raise DeviceError(
             f"local rank {world.local_rank} needs a GPU but node {os.uname().nodename} has only "
             f"{torch.cuda.device_count()}: check --gpus-per-node / --nproc-per-node"
         )

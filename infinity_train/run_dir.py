@@ -123,12 +123,15 @@ class MetricsFile:
                         raise ValueError(f"{self.path}:{number}: not a JSON line: {error}") from error
 
     def truncate_after(self, step: int) -> int:
-        """On resume from ``step``: drop records logged after it (the resumed run logs them again).
-        Returns how many were dropped."""
+        """On resume from ``step``: drop records logged after it (the resumed run logs them again) and a last line
+        torn by a kill, so that the resumed run appends onto whole lines. The file is replaced atomically
+        (temporary file, then rename). Returns how many records were dropped."""
         if not self.path.exists():
             return 0
+        text = self.path.read_text()
         records = list(self.read())
-        kept = [r for r in records if r.get("step", 0) <= step]
-        if len(kept) != len(records):
+        kept = [r for r in records if isinstance(r.get("step", 0), int) and r.get("step", 0) <= step]
+        torn = bool(text) and not text.endswith("\n")
+        if len(kept) != len(records) or torn:
             _atomic_write(self.path, "".join(json.dumps(r) + "\n" for r in kept))
         return len(records) - len(kept)

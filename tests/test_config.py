@@ -94,6 +94,12 @@ def test_composition_errors_are_one_line(overrides, message):
         (["task=tokenizer", "tokenizer.loss.perceptual=1.0"], "needs tokenizer.loss.perceptual_weights"),
         (["sweep.bits=[8,10]"], "unsupported bit widths [10]"),
         (["optim.betas=[0.9,1.5]"], "optim.betas"),
+        (["optim.lr=inf"], "values must be finite numbers: optim.lr=inf"),
+        (["optim.weight_decay=nan", "optim.grad_clip=nan"], "optim.weight_decay=nan, optim.grad_clip=nan"),
+        (["tokenizer.loss.l1=nan"], "tokenizer.loss.l1=nan"),
+        (["optim.betas=[0.9,-inf]"], "optim.betas[1]=-inf"),
+        (["+foo=bar"], "unknown config key(s): foo"),
+        (["+optim.momentum=0.9"], "unknown config key(s): optim.momentum"),
     ],
 )
 def test_invalid_values_name_the_problem(overrides, message):

@@ -17,7 +17,10 @@ SKIP_PREFIX = "skipped/"
 
 SKIP_REASONS: dict[str, str] = {
     "shard_error": "a shard could not be opened or its pipe command failed (rest of the shard lost)",
-    "tar_error": "a corrupt or truncated tar stream (rest of the shard lost)",
+    "tar_error": "a corrupt or truncated tar stream (rest of the shard lost, the sample it cut included)",
+    "not_a_tar": "a shard that is not a tar archive at all (e.g. random bytes): nothing read from it",
+    "empty_shard": "a tar archive without members: no samples",
+    "memberless_shard": "a tar archive whose entries are no files (only folders, links, ...): no samples",
     "duplicate_member": "a sample repeated a member extension (the repeat is ignored)",
     "missing_image": "no .jpg/.jpeg/.png/.webp member",
     "missing_json": "neither a .json nor a .txt member",

@@ -51,15 +51,28 @@ def iter_shard_samples(
         return True
 
     position = start
+    files_seen = 0
+    pending: RawSample | None = None  # one sample of look-ahead: the sample a tar error cuts is not yielded
+
+    def counted(files: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        nonlocal files_seen
+        for f in files:
+            files_seen += 1
+            yield {**f, "__url__": url}
+
     try:
-        files = tar_file_iterator(stream, handler=stop_shard)
-        files = ({**f, "__url__": url} for f in files)
+        files = counted(tar_file_iterator(stream, handler=stop_shard))
         samples = group_by_keys(files, suffixes=keep, handler=ignore_duplicate)
         for sample in islice(samples, start, stop):
+            if pending is not None:
+                position += 1
+                yield pending
+            pending = sample
+        if stop is not None and position + (pending is not None) < stop and not tar_failed:
+            tar_failed.append(EOFError(f"shard ended after {position + (pending is not None)} of {stop} samples"))
+        if pending is not None and not tar_failed:
             position += 1
-            yield sample
-        if stop is not None and position < stop and not tar_failed:
-            tar_failed.append(EOFError(f"shard ended after {position} of {stop} samples"))
+            yield pending
     except (tarfile.TarError, EOFError, OSError, ValueError) as error:
         tar_failed.append(error)
     finally:
@@ -69,4 +82,21 @@ def iter_shard_samples(
             counters.skip("shard_error", url, error)  # the cause of any tar error seen before
         else:
             if tar_failed:
-                counters.skip("tar_error", url, tar_failed[0])
+                counters.skip("not_a_tar" if files_seen == 0 and start == 0 else "tar_error", url, tar_failed[0])
+            elif files_seen == 0 and start == 0:
+                counters.skip(_why_no_files(url), url)
+
+
+def _why_no_files(url: str) -> str:
+    """``empty_shard`` for a tar without entries, ``memberless_shard`` for one whose entries are no files."""
+    from .sources import local_path
+
+    path = local_path(url)
+    if path is not None and path.is_file():
+        try:
+            with tarfile.open(path) as archive:
+                if archive.getmembers():
+                    return "memberless_shard"
+        except (tarfile.TarError, OSError):
+            pass
+    return "empty_shard"

@@ -6,9 +6,12 @@ wrong type) are turned into a ``ConfigError`` with a single line that names the 
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
+import typing
 from pathlib import Path
+from typing import Any
 
 from hydra import compose, initialize_config_dir
 from hydra.core.config_store import ConfigStore
@@ -86,8 +89,29 @@ def load_config(overrides: list[str] | tuple[str, ...] = (), config_name: str = 
     return cfg
 
 
+def unknown_keys(node: Any, schema: type, prefix: str = "") -> list[str]:
+    """Dotted keys of ``node`` that the dataclass ``schema`` does not declare (``+foo=bar`` adds such a key)."""
+    if not isinstance(node, DictConfig) or not dataclasses.is_dataclass(schema):
+        return []
+    hints = typing.get_type_hints(schema)
+    found = []
+    for key in node.keys():
+        name = f"{prefix}{key}"
+        if key not in hints:
+            found.append(name)
+            continue
+        child_type = hints[key]
+        if dataclasses.is_dataclass(child_type):
+            found += unknown_keys(node._get_node(key), child_type, f"{name}.")
+    return found
+
+
 def to_typed(cfg: DictConfig) -> TrainConfig:
-    """The composed config as its dataclass (enums as enums), for code that reads it."""
+    """The composed config as its dataclass (enums as enums), for code that reads it. A key the schema does
+    not declare is refused (it would be ignored silently)."""
+    unknown = unknown_keys(cfg, TrainConfig)
+    if unknown:
+        raise ConfigError(f"unknown config key(s): {', '.join(unknown)} (not in the schema, infinity_train/config/schema.py; check the spelling)")
     try:
         typed = OmegaConf.to_object(cfg)
     except Exception as error:

@@ -3,6 +3,8 @@ reported together in one line, each phrased for the user."""
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import re
 
 from infinity_train import geometry
@@ -218,8 +220,25 @@ def _check_cluster_and_sweep(cfg: TrainConfig, problems: list[str]) -> None:
         problems.append(f"sweep.parallel_runs must be >= 1, got {cfg.sweep.parallel_runs}")
 
 
+def _non_finite(value: object, prefix: str = "") -> list[str]:
+    """Dotted names of every NaN or infinite float in a config dataclass (comparisons are false for NaN, and
+    an infinite value passes every ``>= 0`` check)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return [name for f in dataclasses.fields(value) for name in _non_finite(getattr(value, f.name), f"{prefix}.{f.name}" if prefix else f.name)]
+    if isinstance(value, float):
+        return [] if math.isfinite(value) else [f"{prefix}={value}"]
+    if isinstance(value, (list, tuple)):
+        return [name for i, item in enumerate(value) for name in _non_finite(item, f"{prefix}[{i}]")]
+    if isinstance(value, dict):
+        return [name for k, item in value.items() for name in _non_finite(item, f"{prefix}.{k}")]
+    return []
+
+
 def validate(cfg: TrainConfig) -> TrainConfig:
     """Raise ``ConfigError`` naming every invalid value; return ``cfg`` unchanged when all is well."""
+    non_finite = _non_finite(cfg)
+    if non_finite:
+        raise ConfigError(f"invalid config: values must be finite numbers: {', '.join(non_finite)}")
     problems: list[str] = []
     for check in (_check_model, _check_tokenizer, _check_data, _check_parallel, _check_optim, _check_schedule, _check_logging, _check_cluster_and_sweep):
         check(cfg, problems)

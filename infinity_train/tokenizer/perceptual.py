@@ -55,12 +55,10 @@ def read_weight_files(paths: str | os.PathLike[str] | Sequence[str | os.PathLike
     for file in map(Path, files):
         if not file.is_file():
             raise FileNotFoundError(f"perceptual network weights not found: {file}")
-        if file.suffix == ".safetensors":
-            from safetensors.torch import load_file
+        from infinity_train.tokenizer.reference import read_weights_file
 
-            state = load_file(str(file))
-        else:
-            state = torch.load(file, map_location="cpu", weights_only=True)
+        state = read_weights_file(file)
+        if file.suffix != ".safetensors":
             state = state.get("state_dict", state) if isinstance(state, dict) else state
         merged.update(state)
     return merged

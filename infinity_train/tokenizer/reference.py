@@ -12,6 +12,7 @@ copies are checked equal and dropped. Plain state dicts, other wrapper keys ("st
 from __future__ import annotations
 
 import os
+import pickle
 import re
 from pathlib import Path
 from typing import Any, Mapping
@@ -61,11 +62,26 @@ def read_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"tokenizer checkpoint not found: {path}")
+    return unwrap_state_dict(read_weights_file(path, map_location))
+
+
+def read_weights_file(path: Path, map_location: str | torch.device = "cpu") -> Any:
+    """A ``.safetensors`` or weights-only ``.pth`` file; a damaged or refused one is a one-line ValueError naming it."""
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
-        return unwrap_state_dict(load_file(str(path), device=str(map_location)))
-    return unwrap_state_dict(torch.load(path, map_location=map_location, weights_only=True))
+        try:
+            return load_file(str(path), device=str(map_location))
+        except Exception as error:  # safetensors raises its own error type for a truncated or garbage file
+            raise ValueError(f"{path}: damaged safetensors file ({' '.join(str(error).split())[:200]})") from None
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as error:
+        from infinity_train.checkpoint_files import _refusal
+
+        raise ValueError(f"{path}: refused: {_refusal(error)}") from None
+    except Exception as error:
+        raise ValueError(f"{path}: damaged ({type(error).__name__}: {' '.join(str(error).split())[:200]})") from None
 
 
 def unwrap_state_dict(obj: Any) -> dict[str, torch.Tensor]:

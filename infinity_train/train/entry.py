@@ -30,6 +30,25 @@ def with_world_size(overrides: list[str], world_size: int) -> list[str]:
     return [*overrides, f"world_size={world_size}"]
 
 
+def run_dir_problem(resolved) -> str | None:
+    """Why the run directory cannot be written (a read-only or unwritable folder), or None: checked before any work."""
+    from infinity_train.run_dir import RunDirectory
+
+    path = RunDirectory.for_config(resolved).path
+    existing = path
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"run_dir {path}: {existing} is not a folder"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"run_dir {path}: {existing} is not writable (permissions or a read-only file system)"
+    for sub in ("logs", "checkpoints", "metrics.jsonl", "config.yaml"):
+        target = path / sub
+        if target.exists() and not os.access(target, os.W_OK):
+            return f"run_dir {path}: {target} is not writable"
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     overrides = list(sys.argv[1:] if argv is None else argv)
     os.environ.setdefault("PYTHONFAULTHANDLER", "1")
@@ -40,6 +59,19 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         return exit_codes.CONFIG_ERROR
+    from infinity_train.config.schema import Strategy
+
+    if cfg.parallel.strategy == Strategy.deepspeed and world.launcher == "single":
+        print(
+            f"error: parallel=zero{cfg.parallel.zero_stage} (DeepSpeed) "
+            "needs a launcher: run it under torchrun (torchrun --nproc-per-node=N -m infinity_train.train ...) or srun",
+            file=sys.stderr,
+        )
+        return exit_codes.CONFIG_ERROR
+    problem = run_dir_problem(resolved)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return exit_codes.CONFIG_ERROR
     from infinity_train.train.trainer import NonFiniteError, Trainer
 
     try:
@@ -47,6 +79,9 @@ def main(argv: list[str] | None = None) -> int:
             trainer = Trainer(cfg, resolved, world)
         except (CheckpointMismatch, FileNotFoundError, ConfigError, ValueError) as error:
             print(f"error: {error}", file=sys.stderr)  # a missing input or an impossible setting
+            return exit_codes.CONFIG_ERROR
+        except OSError as error:  # e.g. the run directory cannot be written
+            print(f"error: {error.filename or ''}: {error.strerror or error}".lstrip(": "), file=sys.stderr)
             return exit_codes.CONFIG_ERROR
         return trainer.fit()
     except NonFiniteError as error:

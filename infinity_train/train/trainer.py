@@ -78,22 +78,29 @@ class Trainer:
         init_process_group(world, self.device)
         self.bf16 = use_bf16(cfg.parallel.precision, self.device)
         self.run_dir = RunDirectory.for_config(resolved)
-        if world.is_main:
-            self.run_dir.create(resolved)
-        barrier()
-        setup_logging(self.run_dir.logs_dir, world.rank)
-        self.tracker = Tracker(self.run_dir, resolved, world.rank)
         self.state = TrainState()
         self.accum = cfg.optim.grad_accum_steps
         self.micro_batch = cfg.data.global_batch_size // (world.world_size * self.accum)
 
         torch.manual_seed(cfg.seed)  # the same initial weights on every rank (FSDP shards each rank's own copy)
         self.task = build_task(cfg, self.device, self.bf16)
-        self.resume_path = agree_on_resume(cfg.resume, self.run_dir.checkpoints_dir, world)
+        skipped: list[str] = []  # damaged checkpoints resume=auto stepped over, for the run's log
+        self.resume_path = agree_on_resume(cfg.resume, self.run_dir.checkpoints_dir, world, skipped)
+        initial_weights = None
+        self._check_start_checkpoint()  # a refused restart must not touch the run directory
         if self.resume_path is None and cfg.init_from and is_weights_file(cfg.init_from):
             # weights only (a release checkpoint or an export): loaded into the plain model before it is sharded
             self.task.load_initial_weights(Path(cfg.init_from))
-            log.info("initial weights from %s", cfg.init_from)
+            initial_weights = cfg.init_from
+        if world.is_main:
+            self.run_dir.create(resolved)
+        barrier()
+        setup_logging(self.run_dir.logs_dir, world.rank)
+        self.tracker = Tracker(self.run_dir, resolved, world.rank)
+        for message in skipped:  # found before the log was set up (the run directory is made after the checks)
+            log.warning("%s", message)
+        if initial_weights:
+            log.info("initial weights from %s", initial_weights)
         self.units: dict[str, TrainUnit] = {
             name: build_unit(name, module, cfg.optim, cfg.parallel, world, self.device, self.micro_batch, self.task.learning_rate(name), self.bf16)
             for name, module in self.task.trained_modules().items()
@@ -118,12 +125,31 @@ class Trainer:
 
     # ------------------------------------------------------------------ resume
 
-    def _restore(self) -> None:
-        path = self.resume_path
-        fresh_branch = path is None and self.cfg.init_from and not is_weights_file(self.cfg.init_from)
-        if fresh_branch:
-            path = Path(self.cfg.init_from)
+    def _start_checkpoint(self) -> tuple[Path | None, bool]:
+        """(the checkpoint this run starts from, whether it is a branch (``init_from``) rather than a resume)."""
+        if self.resume_path is not None:
+            return self.resume_path, False
+        if self.cfg.init_from and not is_weights_file(self.cfg.init_from):
+            return Path(self.cfg.init_from), True
+        return None, False
+
+    def _check_start_checkpoint(self) -> None:
+        """Verify the checkpoint to start from (whole, safe to read, of this model) before anything is written."""
+        from infinity_train.checkpoint import check_fingerprint, verify_checkpoint
+
+        path, _ = self._start_checkpoint()
         if path is None:
+            return
+        meta = verify_checkpoint(path)
+        check_fingerprint(meta.get("fingerprint", {}), json.loads(json.dumps(self.task.fingerprint())), path)
+
+    def _restore(self) -> None:
+        path, fresh_branch = self._start_checkpoint()
+        if path is None:
+            if self.world.is_main:
+                dropped = MetricsFile(self.run_dir.metrics_path).truncate_after(0)  # rows of a run killed before its first checkpoint
+                if dropped:
+                    log.info("dropped %d metrics records of an earlier start that left no checkpoint", dropped)
             log.info("starting %s from scratch in %s", self.task.name, self.run_dir.path)
             return
         meta, rank_state = self.checkpointer.load(path, list(self.units.values()), self.task.extra_state_modules(), self.fingerprint)
@@ -134,7 +160,7 @@ class Trainer:
             set_rng_state(rank_state["rng"])
         else:
             self.reader.set_epoch(int(meta.get("epoch", 0)))
-        if self.world.is_main and not fresh_branch:
+        if self.world.is_main:  # a branch killed before its first checkpoint starts over at the same step
             dropped = MetricsFile(self.run_dir.metrics_path).truncate_after(self.state.step)
             if dropped:
                 log.info("dropped %d metrics records logged after step %d", dropped, self.state.step)
@@ -176,6 +202,7 @@ class Trainer:
                 interval.wall += time.perf_counter() - started
                 step = self.state.step
                 if self.state.nonfinite_in_a_row >= cfg.optim.max_nonfinite_steps:
+                    self._log_train(sums, interval)  # the step that stopped the run is in metrics.jsonl too
                     raise NonFiniteError(
                         f"{self.state.nonfinite_in_a_row} steps in a row had non-finite loss or gradients (last at step {step}); "
                         "stopping with the last good checkpoint intact: lower optim.lr, check the data, or raise optim.max_nonfinite_steps"
@@ -190,6 +217,7 @@ class Trainer:
                 stopping = preemption.any_rank_received(self.device)
                 scheduled = step == total or (lg.checkpoint_every and step % lg.checkpoint_every == 0) or step in lg.checkpoint_steps
                 if stopping or (scheduled and self.state.nonfinite_in_a_row == 0):  # no save inside a non-finite streak
+                    self._check_weights_finite()  # a checkpoint is the last good one: never save non-finite weights
                     self.save()
                 if stopping:
                     log.warning("checkpointed at step %d after a stop signal; exiting with status %d to be requeued", step, exit_codes.REQUEUE)
@@ -232,6 +260,23 @@ class Trainer:
         interval.images += images
         interval.tokens += tokens
         interval.flops += flops
+
+    def _check_weights_finite(self) -> None:
+        """Every rank's (shard of the) trained weights finite, or NonFiniteError: an update with finite gradients
+        can still overflow the weights (e.g. a huge learning rate), and that state must not become a checkpoint."""
+        bad = 0
+        with torch.no_grad():
+            for unit in self.units.values():
+                for param in unit.model.parameters():  # type: ignore[attr-defined]
+                    local = param.to_local() if hasattr(param, "to_local") else param
+                    if local.numel() and not bool(torch.isfinite(local).all()):
+                        bad += 1
+        bad_total = int(all_reduce_sum(torch.tensor([float(bad)], device=self.device)).item())
+        if bad_total:
+            raise NonFiniteError(
+                f"the weights are non-finite after the update of step {self.state.step} ({bad_total} tensors); not checkpointed, "
+                "the last good checkpoint is intact: lower optim.lr or check the data"
+            )
 
     # ------------------------------------------------------------------ logging
 

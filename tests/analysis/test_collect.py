@@ -225,3 +225,43 @@ def test_patchified_runs_keep_d_and_the_token_width_apart(tmp_path):
     row = collect_results(tmp_path).iloc[0]
     assert (row["d"], row["token_bits"]) == (8, 32)
     assert row["bits_per_image"] == pytest.approx(row["ce_per_bit"] / math.log(2) * 32 * 21)
+
+
+def test_records_a_restarted_run_logged_twice_keep_the_last_of_each_step():
+    from analysis.metrics_jsonl import latest_records
+
+    def rec(step, kind, value):
+        return {"step": step, "time": 0.0, f"{kind}/loss": value}
+
+    # steps 1-4 logged, killed, restarted from the step-2 checkpoint: 3 and 4 logged again; step 4 also validates
+    records = [rec(1, "train", 1.0), rec(2, "train", 2.0), rec(2, "val", 2.5), rec(3, "train", 3.0), rec(4, "train", 4.0),
+               rec(3, "train", 3.1), rec(4, "train", 4.1), rec(4, "val", 4.5)]
+    kept = latest_records(records)
+    assert [(r["step"], next(k for k in r if k.endswith("loss")), r.get("train/loss", r.get("val/loss"))) for r in kept] == [
+        (1, "train/loss", 1.0), (2, "train/loss", 2.0), (2, "val/loss", 2.5), (3, "train/loss", 3.1), (4, "train/loss", 4.1), (4, "val/loss", 4.5)]
+    # killed after logging step 4 with the checkpoint at 3: step 4 logged again, no step goes back
+    assert [r["train/loss"] for r in latest_records([rec(3, "train", 3.0), rec(4, "train", 4.0), rec(4, "train", 4.1)])] == [3.0, 4.1]
+    assert latest_records(records[:5]) == records[:5]
+
+
+def test_a_damaged_or_diverged_run_is_one_line_naming_it_and_the_others_are_still_reported(tmp_path, capsys):
+    write_sweep(tmp_path, [1, 2, 3, 4, 6, 8], [8], Law(), budgets=[2048], seed=4)
+    summary_path = tmp_path / "depth2_d8" / "summary.json"
+    summary = json.loads(summary_path.read_text())
+    summary_path.write_text(json.dumps({**summary, "images_seen": "lots", "final": [1, 2]}))  # wrong types
+    write_run(tmp_path / "depth3_d8", depth=3, bits=8, images=2048, law=Law(), rng=np.random.default_rng(1), nan_final=True)
+    assert main(["collect", str(tmp_path), "--out", str(tmp_path / "runs.csv")]) == 0
+    captured = capsys.readouterr()
+    warnings = [line for line in captured.err.splitlines() if line.strip()]
+    assert len(warnings) == 2
+    assert "run depth2_d8: summary.json is damaged ('images_seen' is str 'lots', not a number; 'final' is list" in warnings[0]
+    assert "run depth3_d8: diverged (final val_loss is nan)" in warnings[1]
+    table = pd.read_csv(tmp_path / "runs.csv").set_index("run")
+    assert table.loc["depth2_d8", "status"] == "damaged" and table.loc["depth3_d8", "status"] == "diverged"
+    assert (table.drop(["depth2_d8", "depth3_d8"])["status"] == "complete").all() and len(table) == 6
+    # fit takes collect's own CSV: the two runs are left out by name, the others fitted
+    assert main(["fit", "--csv", str(tmp_path / "runs.csv"), "--form", "powerlaw", "--bootstrap", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "depth2_d8: damaged" in out and "depth3_d8: diverged" in out
+    assert main(["report", str(tmp_path), "--out", str(tmp_path / "report"), "--bootstrap", "0"]) == 0
+    assert (tmp_path / "report" / "report.html").is_file() and "run depth3_d8: diverged" in capsys.readouterr().err

@@ -92,7 +92,8 @@ def test_runs_with_nan_losses_are_left_out_with_a_note(tmp_path):
     write_run(runs / "depth8_d16", depth=8, bits=16, images=2048, law=LAW, rng=rng, nan_final=True)
     result = write_report(runs, tmp_path / "report", n_bootstrap=10)
     assert result.fits["loss_vs_params"]["16"]["n_points"] == 5
-    assert any(note == "depth8_d16: val_loss missing or not finite" for note in result.fits["excluded_runs"])
+    assert any(note == "depth8_d16: diverged (not complete)" for note in result.fits["excluded_runs"])
+    assert result.notes == ("run depth8_d16: diverged (final val_loss is nan); listed as diverged, left out of fits",)
     json.dumps(result.fits, allow_nan=False)
 
 

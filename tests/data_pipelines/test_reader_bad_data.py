@@ -156,3 +156,31 @@ def test_a_failing_pipe_command_is_one_shard_error(tmp_path):
     counters = ReaderCounters()
     assert list(iter_shard_samples(f"pipe:cat {tmp_path / 'missing.tar'}", counters, 0, 5)) == []
     assert counters.snapshot() == {"shards_opened": 1, "skipped/shard_error": 1}
+
+
+def test_each_damaged_shard_is_counted_once_under_its_own_reason(tmp_path):
+    from data_pipelines.reader.samples import prepare_sample
+
+    with ShardWriter(tmp_path, "train", 8) as writer:
+        for i in range(8):
+            writer.write(f"a-{i}", good(i))
+    whole = (tmp_path / "train-000000.tar").read_bytes()
+    with tarfile.open(tmp_path / "empty.tar", "w"):
+        pass
+    with tarfile.open(tmp_path / "folders.tar", "w") as tar:
+        entry = tarfile.TarInfo("a-folder")
+        entry.type = tarfile.DIRTYPE
+        tar.addfile(entry)
+    (tmp_path / "random.tar").write_bytes(np.random.default_rng(5).bytes(6000))
+    (tmp_path / "truncated.tar").write_bytes(whole[: len(whole) // 2 + 300])  # cut inside a sample's member
+    for name, reason in [("empty", "empty_shard"), ("folders", "memberless_shard"), ("random", "not_a_tar"), ("truncated", "tar_error")]:
+        counters = ReaderCounters()
+        counters.logging_enabled = False
+        stop = 8 if name == "truncated" else None  # the reader passes the manifest's count (a cut tar can end quietly)
+        raws = iter_shard_samples(str(tmp_path / f"{name}.tar"), counters, stop=stop)
+        samples = [prepare_sample(raw, [1.0, 0.75], counters) for raw in raws]
+        skipped = {k: v for k, v in counters.counts.items() if k.startswith("skipped/")}
+        assert skipped == {f"skipped/{reason}": 1}, name
+        assert all(s is not None for s in samples)  # no half sample from the cut
+    counters = ReaderCounters()
+    assert len(list(iter_shard_samples(str(tmp_path / "train-000000.tar"), counters))) == 8 and not any(k.startswith("skipped/") for k in counters.counts)

@@ -2,20 +2,29 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 
-from infinity_train.checkpoint import Checkpointer, checkpoint_name, complete_checkpoints, resolve_resume
+import torch
+
+from infinity_train.checkpoint import Checkpointer, checkpoint_name, complete_checkpoints, resolve_resume, rng_state
 from infinity_train.distributed import detect_world
 
 
+class _Unit:
+    name = "model"
+
+    def state_dict(self):
+        return {"w": torch.ones(2)}
+
+
 def fake_checkpoint(directory: Path, step: int, complete: bool = True) -> Path:
+    """A real (tiny) checkpoint; ``complete=False``: one killed before its meta.json was written."""
     path = directory / checkpoint_name(step)
-    path.mkdir(parents=True)
-    if complete:
-        (path / "meta.json").write_text(json.dumps({"format": "infinity-train-checkpoint", "step": step}))
+    Checkpointer(directory, detect_world({}), keep_last=1000).save(step, [_Unit()], {}, {"reader": {}, "rng": rng_state()}, {"state": {"step": step}})
+    if not complete:
+        (path / "meta.json").unlink()
     return path
 
 

@@ -189,6 +189,7 @@ def test_non_finite_steps_are_skipped_then_stop_the_run(tmp_path, data_root, tra
     assert any(not torch.equal(before[k], after[k]) for k in before)
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert records[2]["step"] == 3 and records[2]["optim/skipped_steps"] == 1
+    assert records[-1]["step"] == 8 and records[-1]["optim/skipped_steps"] == 4  # the step that stopped the run is logged
 
 
 def test_a_checkpoint_of_another_model_is_refused(tmp_path, data_root, trained_tokenizer, reference_run):
