@@ -21,3 +21,15 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300) -> subpro
 @pytest.fixture
 def cli():
     return run_cli
+
+
+@pytest.fixture
+def single_thread():
+    """One intra-op thread: tiny models are as fast alone and far faster on a shared, busy CPU, and
+    in-process runs then reduce in the same order as the subprocess runs (OMP_NUM_THREADS=1)."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

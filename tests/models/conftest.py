@@ -65,9 +65,5 @@ def make_inputs():
 
 
 @pytest.fixture(autouse=True)
-def single_thread():
-    """These models are tiny: one intra-op thread is as fast alone and far faster on a shared, busy CPU."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+def _tiny_models_one_thread(single_thread):
+    """Every test here uses tiny tensors (see ``single_thread`` in tests/conftest.py)."""

@@ -8,12 +8,8 @@ from tokenizer_helpers import tiny_tokenizer
 
 
 @pytest.fixture(autouse=True)
-def single_thread():
-    """These tests use tiny tensors: one intra-op thread is much faster than two on a shared CPU."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+def _tiny_models_one_thread(single_thread):
+    """Every test here uses tiny tensors (see ``single_thread`` in tests/conftest.py)."""
 
 
 @pytest.fixture

@@ -39,12 +39,7 @@ class Trojan:
         return (os.system, (f"touch {self.marker}",))
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def train_in_process(overrides: list[str], capfd) -> tuple[int, list[str]]:

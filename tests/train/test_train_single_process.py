@@ -24,13 +24,7 @@ from .conftest import ROOT, command_env, run_train, tiny_overrides, train_comman
 KILL_RUN_STEPS = 40
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Subprocess runs use OMP_NUM_THREADS=1; in-process runs must reduce in the same order."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def in_process_trainer(overrides: list[str]):
