@@ -41,6 +41,7 @@ setup(
         "safetensors",
         "einops",
         "pillow",
+        "simplejpeg",
         "matplotlib",
         "scipy",
         "pandas",
