@@ -1,12 +1,13 @@
 """Image decoding straight to the bucket size: DCT-scaled JPEG decoding, reduce + Lanczos, center crop.
 
-JPEGs are decoded by libjpeg-turbo through ``simplejpeg`` at the smallest of its M/8 DCT scales
-(7/8, 6/8, ... 1/8) that still covers the target, so the Lanczos pass resamples by less than 8/7
-and touches few pixels; Pillow's draft mode (``Image.draft``) only has 1/2, 1/4 and 1/8. Scaled
-decoding is "JPEG draft mode": a few levels from a full decode on average (the tolerance, checked
-by tests/data/test_reader_pixels.py and printed by benchmarks/data_throughput.py). A JPEG that
-simplejpeg refuses (CMYK, recoverable damage) goes through Pillow's draft mode instead, the path of
-every PNG and WebP. The crop is folded into the
+JPEGs are decoded by libjpeg-turbo through ``simplejpeg`` at 1/2, 1/4 or 1/8 scale (DCT scaling)
+when the target is that much smaller: the scale Pillow's draft mode (``Image.draft``) picks, and
+the same pixels, bit for bit; simplejpeg skips Pillow's file object and mode handling. Draft mode
+is a few levels from a full decode on average (``PIXEL_TOLERANCE``, checked by
+tests/data/test_reader_pixels.py and printed by benchmarks/data_throughput.py). libjpeg-turbo's
+other M/8 scales (7/8 .. 3/8) would be ~17% faster on these sources but are further from the full
+decode (NOTES.md). A JPEG simplejpeg refuses (CMYK, recoverable damage) goes through Pillow's
+draft mode instead, the path of every PNG and WebP. The crop is folded into the
 resize (``box=``: only the center crop is resampled) and ``reducing_gap`` lets Pillow box-reduce by
 an integer factor before the Lanczos pass, which is indistinguishable from a full Lanczos resize at
 a gap of 3. Everything stays uint8; ``to_model_range`` makes the float [-1, 1] the model takes, on
@@ -25,6 +26,10 @@ from PIL import Image
 
 ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP")  # never let Pillow pick e.g. EPS (runs Ghostscript)
 REDUCING_GAP = 3.0
+# How far the reader's pixels may be from reference_decode, in levels of 255: draft mode (DCT-scaled
+# decoding) lowpasses differently from a full decode + Lanczos. On 300 crops of real photos draft mode
+# gave a mean of 1.15 over all pixels and 9.6 for the worst image (fine foliage at a 2x reduction).
+PIXEL_TOLERANCE = {"mean": 2.0, "image_mean": 16.0}
 
 
 def open_image(data: bytes) -> Image.Image:
@@ -53,33 +58,42 @@ def cover_crop_box(width: int, height: int, target_w: int, target_h: int) -> tup
     """The centered source box with the target's aspect ratio that covers as much of the image as possible."""
     scale = max(target_w / width, target_h / height)
     box_w, box_h = target_w / scale, target_h / scale
-    left, top = (width - box_w) / 2, (height - box_h) / 2
-    return left, top, left + box_w, top + box_h
+    left, top = max(0.0, (width - box_w) / 2), max(0.0, (height - box_h) / 2)  # never -1e-14
+    return left, top, min(float(width), left + box_w), min(float(height), top + box_h)
+
+
+def draft_scale(width: int, height: int, need_w: int, need_h: int) -> int:
+    """The DCT scale denominator Pillow's draft mode picks: the largest of 8, 4, 2, 1 that keeps the
+    decoded image at least ``need_w`` x ``need_h``."""
+    fits = min(width // max(1, need_w), height // max(1, need_h))
+    return next(scale for scale in (8, 4, 2, 1) if scale <= fits) if fits >= 1 else 1
 
 
 def decode_jpeg_scaled(data: bytes, need_w: int, need_h: int) -> np.ndarray | None:
-    """RGB uint8 (H, W, 3) of a JPEG decoded by libjpeg-turbo at the smallest of its M/8 DCT scales
-    (M = 1..8) that is at least ``need_w`` x ``need_h``, or None when simplejpeg cannot decode it
-    (the caller falls back to Pillow)."""
+    """RGB uint8 (H, W, 3) of a JPEG decoded by libjpeg-turbo at draft mode's scale (bit-identical
+    to Pillow's draft-mode decode), or None when simplejpeg cannot decode it so (the caller falls
+    back to Pillow)."""
     try:
         height, width, colorspace, _ = simplejpeg.decode_jpeg_header(data)
         if colorspace not in ("Gray", "YCbCr", "RGB"):
             return None  # CMYK / YCCK: Pillow converts those
-        if need_w >= width or need_h >= height:
-            need_w = need_h = 0  # no downscale; never libjpeg-turbo's DCT upscaling (M/8 up to 16/8)
-        array = simplejpeg.decode_jpeg(data, "RGB", min_width=need_w, min_height=need_h)
+        scale = draft_scale(width, height, need_w, need_h)
+        decoded_w, decoded_h = -(-width // scale), -(-height // scale)
+        # the smallest M/8 size >= decoded_w x decoded_h with width / size >= scale is exactly 1/scale
+        array = simplejpeg.decode_jpeg(data, "RGB", min_width=decoded_w, min_height=decoded_h, min_factor=scale)
     except ValueError:  # simplejpeg's error for anything libjpeg-turbo reports, warnings included (strict)
         return None
-    return array if array.shape[0] >= need_h and array.shape[1] >= need_w else None
+    return array if array.shape == (decoded_h, decoded_w, 3) else None
 
 
-def decode_to_size(data: bytes, size_hw: tuple[int, int]) -> np.ndarray:
-    """The image resized (Lanczos) and center-cropped to ``size_hw``, as uint8 (H, W, 3)."""
+def decode_to_size(data: bytes, size_hw: tuple[int, int], simd_jpeg: bool = True) -> np.ndarray:
+    """The image resized (Lanczos) and center-cropped to ``size_hw``, as uint8 (H, W, 3).
+    ``simd_jpeg=False``: Pillow's draft mode alone (the same pixels; the tests' comparison)."""
     target_h, target_w = size_hw
     with open_image(data) as image:
         scale = max(target_w / image.width, target_h / image.height)
         need_w, need_h = math.ceil(image.width * scale), math.ceil(image.height * scale)
-        array = decode_jpeg_scaled(data, need_w, need_h) if image.format == "JPEG" else None
+        array = decode_jpeg_scaled(data, need_w, need_h) if simd_jpeg and image.format == "JPEG" else None
         if array is not None:
             source = Image.fromarray(array)
         else:
@@ -101,6 +115,14 @@ def reference_decode(data: bytes, size_hw: tuple[int, int]) -> np.ndarray:
         full = image.convert("RGB")
     box = cover_crop_box(full.width, full.height, target_w, target_h)
     return np.asarray(full.resize((target_w, target_h), Image.Resampling.LANCZOS, box=box), dtype=np.uint8)
+
+
+def pixel_difference(got: np.ndarray, want: np.ndarray) -> dict[str, float]:
+    """Mean and max absolute difference of two uint8 images, in levels of 255."""
+    if got.shape != want.shape:
+        raise ValueError(f"shapes differ: {got.shape} vs {want.shape}")
+    diff = np.abs(got.astype(np.int16) - want.astype(np.int16))
+    return {"mean": float(diff.mean()), "max": int(diff.max())}
 
 
 def stack_images(images: list[np.ndarray], shared: bool = False) -> torch.Tensor:
