@@ -53,7 +53,8 @@ LAYER12_CPU_SECONDS_PER_IMAGE = 1 / 0.48
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--photos", default=None, help="folder of JPEG photographs to crop from (default: synthetic)")
-    parser.add_argument("--shards", default=None, help="read these shards (needs jpg, txt and json members) instead of writing")
+    parser.add_argument("--shards", default=None, help="read these shards (jpg, txt and json members) instead of writing new ones")
+    parser.add_argument("--out", default=None, help="write the shards here and keep them (default: a temporary directory)")
     parser.add_argument("--num-samples", type=int, default=3000)
     parser.add_argument("--samples-per-shard", type=int, default=100)
     parser.add_argument("--min-side", type=int, default=256, help="short side of the crops: uniform in [min, max]")
@@ -131,6 +132,9 @@ def write_shards(directory: str, args: argparse.Namespace) -> list[dict]:
     return stats
 
 
+SOURCES_FILE = "sources.json"  # beside the shards: their size distribution, for a later --shards run
+
+
 def describe_sources(stats: list[dict], origin: str) -> str:
     def quantiles(values: list[float]) -> str:
         q = np.percentile(values, [0, 10, 50, 90, 100])
@@ -141,7 +145,8 @@ def describe_sources(stats: list[dict], origin: str) -> str:
     megapixels = [s["width"] * s["height"] / 1e6 for s in stats]
     kilobytes = [s["bytes"] / 1e3 for s in stats]
     return "\n".join([
-        f"sources: {len(stats)} JPEGs, {origin}; min / p10 / median / p90 / max:",
+        f"sources: {len(stats)} JPEGs, {origin}",
+        "  min / p10 / median / p90 / max:",
         f"  short side px  {quantiles(short)}",
         f"  long side px   {quantiles(long)}",
         f"  megapixels     {quantiles(megapixels)}",
@@ -235,13 +240,23 @@ def main() -> None:
         shards = args.shards
         if shards is None:
             started = time.perf_counter()
-            origin = f"crops of the {sum(1 for p in Path(args.photos).iterdir() if p.suffix.lower() in ('.jpg', '.jpeg'))} photos in {args.photos}" if args.photos else "SYNTHETIC photo-like images (pass --photos DIR for real photographs)"
-            stats = write_shards(scratch, args)
-            shards = scratch
-            print(describe_sources(stats, origin))
-            print(f"  quality 75..95, short side uniform in [{args.min_side}, {args.max_side}], h/w log-uniform in [1/2, 2]; written in {time.perf_counter() - started:.0f} s")
+            if args.photos:
+                count = sum(1 for p in Path(args.photos).iterdir() if p.suffix.lower() in (".jpg", ".jpeg"))
+                origin = f"crops of the {count} photographs in {args.photos}"
+            else:
+                origin = "SYNTHETIC photo-like images, not photographs (pass --photos DIR)"
+            shards = args.out or scratch
+            Path(shards).mkdir(parents=True, exist_ok=True)
+            stats = write_shards(shards, args)
+            origin += f"; quality 75..95, short side uniform in [{args.min_side}, {args.max_side}], h/w log-uniform in [1/2, 2]"
+            (Path(shards) / SOURCES_FILE).write_text(json.dumps({"origin": origin, "samples": stats}))
+            print(f"wrote {len(stats)} samples to {shards} in {time.perf_counter() - started:.0f} s")
+        saved = Path(shards) / SOURCES_FILE
+        if saved.is_file():
+            sources = json.loads(saved.read_text())
+            print(describe_sources(sources["samples"], sources["origin"]))
         else:
-            print(f"sources: the shards {shards}")
+            print(f"sources: the shards {shards} (size distribution unknown: no {SOURCES_FILE} beside them)")
         urls = expand_shard_urls(shards)
         check = pixel_check(shards, args)
         passed = check["mean"] <= PIXEL_TOLERANCE["mean"] and check["worst_mean"] <= PIXEL_TOLERANCE["image_mean"]
@@ -256,9 +271,9 @@ def main() -> None:
         pipelines["reader"] = lambda w, p: reader_pass(shards, args, w, seed=p)
         results: dict[int, dict[str, list[float]]] = {}
         loads: dict[int, list[str]] = {}
+        for run in pipelines.values():  # warm the page cache and the imports, once
+            run(workers_list[0], -1)
         for workers in workers_list:
-            for run in pipelines.values():  # warm the page cache, imports and worker start-up
-                run(workers, -1)
             rates: dict[str, list[float]] = {name: [] for name in pipelines}
             loads[workers] = [load_average()]
             for index in range(args.passes):
@@ -269,13 +284,17 @@ def main() -> None:
             loads[workers].append(load_average())
             results[workers] = rates
     step_time = args.step_time if args.step_time is not None else LAYER12_CPU_SECONDS_PER_IMAGE * args.batch_size
-    print(f"\nimages/s at {args.resolution}^2, batch {args.batch_size}, median of {args.passes} alternating passes (min..max); load average before -> after")
+    print(
+        f"\nimages/s at {args.resolution}^2, batch {args.batch_size}, median of {args.passes} alternating passes (min..max); "
+        "ratio of the medians (and median of the per-pass ratios); load average (1, 5, 15 min) before -> after"
+    )
     for workers, rates in results.items():
         medians = {name: statistics.median(values) for name, values in rates.items()}
         best = max((n for n in medians if n != "reader"), key=medians.get)
         print(f"{workers} workers (load {loads[workers][0]} -> {loads[workers][1]}):")
         for name, values in rates.items():
-            ratio = "" if name == "reader" else f"   reader / this = {medians['reader'] / medians[name]:.2f}x"
+            paired = statistics.median(r / b for r, b in zip(rates["reader"], values))  # pass i against pass i
+            ratio = "" if name == "reader" else f"   reader / this = {medians['reader'] / medians[name]:.2f}x (per pass: {paired:.2f}x)"
             print(f"  {name:<20} {medians[name]:>7.1f}  ({min(values):.0f}..{max(values):.0f}){ratio}")
         print(f"  reader / best baseline ({best}) = {medians['reader'] / medians[best]:.2f}x")
         fraction = wait_fraction(medians["reader"], workers, args.batch_size, step_time)
