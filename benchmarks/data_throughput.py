@@ -16,7 +16,7 @@ against a reference full decode -> Lanczos resize -> center crop, within the JPE
 tolerance of data_pipelines.reader.images) and the data-wait fraction the trainer would log
 (``time/data_wait_fraction``) at a layer12-sized step time. Example (the README's figures):
 
-    python benchmarks/data_throughput.py --photos /usr/share/backgrounds --num-samples 3000
+    python benchmarks/data_throughput.py --photos DIR_OF_PHOTOS --num-samples 1200 --out /tmp/bench-shards
 """
 
 from __future__ import annotations
