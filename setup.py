@@ -40,6 +40,7 @@ setup(
         "safetensors",
         "einops",
         "pillow",
+        "simplejpeg",
         "matplotlib",
         "scipy",
         "pandas",

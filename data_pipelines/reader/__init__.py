@@ -5,6 +5,7 @@ shuffling, weighted resampled mixtures, aspect-ratio bucketing, bad-data account
                           rank=rank, world_size=world_size, num_workers=4, seed=0)
     for epoch in range(epochs):
         for batch in reader:            # exactly reader.steps_per_epoch batches on every rank
+            images = to_model_range(batch["images"].to(device))  # uint8 -> float32 in [-1, 1]
             ...
             metrics.update({f"data/{k}": v for k, v in reader.stats().items()})
         checkpoint["reader"] = reader.state_dict()
@@ -15,8 +16,9 @@ img2dataset ``{key}.txt``. Cached latents and text embeddings: data_pipelines.ca
 
 from .factory import build_reader
 from .formats import IMAGE_FORMAT, SampleFormat
+from .images import to_model_range
 from .reader import StreamingReader
 from .sources import Source
 from .stats import SKIP_REASONS
 
-__all__ = ["IMAGE_FORMAT", "SKIP_REASONS", "SampleFormat", "Source", "StreamingReader", "build_reader"]
+__all__ = ["IMAGE_FORMAT", "SKIP_REASONS", "SampleFormat", "Source", "StreamingReader", "build_reader", "to_model_range"]

@@ -7,13 +7,14 @@ from collections import deque
 from typing import Any
 
 import numpy as np
+from torch.utils.data import get_worker_info
 
 from infinity_train.geometry import pixel_size
 
 from .bucketing import BatchPlan
 from .captions import choose_caption
 from .config import ReaderConfig
-from .images import decode_to_size, to_unit_range
+from .images import decode_to_size, stack_images
 from .samples import Sample
 from .sources import shard_name
 from .stats import ReaderCounters
@@ -41,7 +42,8 @@ class BatchMaker:
         self.recent_plans: deque[BatchPlan] = deque(maxlen=RECENT_PLANS)
 
     def make(self, plan: BatchPlan) -> dict[str, Any]:
-        """``{"images": (B, 3, H, W) in [-1, 1], "captions", "keys", "h_div_w", "specs"}``."""
+        """``{"images": uint8 (B, 3, H, W), "captions", "keys", "h_div_w", "specs"}``. In a DataLoader
+        worker the pixels are written into shared memory, which the main process maps as it is."""
         size = pixel_size(self.config.resolution, plan.template)
         decoded: list[tuple[Sample, np.ndarray]] = []
         for sample in plan.samples:
@@ -62,7 +64,7 @@ class BatchMaker:
         self.counters.add("batches")
         self.counters.add("samples_in_batches", len(samples))
         return {
-            "images": to_unit_range([image for _, image in decoded]),
+            "images": stack_images([image for _, image in decoded], shared=get_worker_info() is not None),
             "captions": [self._caption(s) for s in samples],
             "keys": [s.key for s in samples],
             "h_div_w": plan.template,

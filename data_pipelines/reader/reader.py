@@ -35,9 +35,11 @@ class StreamingReader:
     """Iterating yields the rest of the current epoch (exactly ``steps_per_epoch`` batches on every
     rank for a whole epoch), then moves to the next epoch.
 
-    Batches of the image format: ``{"images": float32 (B, 3, H, W) in [-1, 1], "captions": list[str],
+    Batches of the image format: ``{"images": uint8 (B, 3, H, W), "captions": list[str],
     "keys": list[str], "h_div_w": float (the batch's aspect template), "specs": list[dict | None]}``;
-    other sample formats (``sample_format``) build their own batches.
+    other sample formats (``sample_format``) build their own batches. The pixels stay uint8 (a
+    channels-last view) until the consumer: ``to_model_range(batch["images"].to(device))`` gives
+    the float32 [-1, 1] the models take.
     """
 
     def __init__(

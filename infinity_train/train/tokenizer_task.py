@@ -9,6 +9,7 @@ from typing import Any, Mapping
 import torch
 import torch.nn as nn
 
+from data_pipelines.reader import to_model_range
 from infinity_train import geometry
 from infinity_train.build import build_tokenizer
 from infinity_train.config.schema import TrainConfig
@@ -62,7 +63,7 @@ class TokenizerTask(Task):
         if "images" not in batch:
             raise ValueError("task=tokenizer trains on images: use data.source=synthetic or webdataset, not cached shards")
         return {
-            "images": batch["images"].to(self.device, non_blocking=True),
+            "images": to_model_range(batch["images"].to(self.device, non_blocking=True)),
             "schedule": geometry.scale_schedule(self.cfg.data.resolution, batch["h_div_w"]),
         }
 

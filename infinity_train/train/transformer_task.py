@@ -16,6 +16,7 @@ from typing import Any, Mapping
 import torch
 import torch.nn as nn
 
+from data_pipelines.reader import to_model_range
 from infinity_train import geometry
 from infinity_train.build import build_text_encoder, build_transformer, load_trained_tokenizer
 from infinity_train.config.schema import TrainConfig
@@ -85,7 +86,7 @@ class TransformerTask(Task):
             latent = batch["latents"].to(self.device, non_blocking=True).float()
             text = _packed_from_list(batch["text"], self.device)
         else:
-            images = batch["images"].to(self.device, non_blocking=True)
+            images = to_model_range(batch["images"].to(self.device, non_blocking=True))
             with torch.no_grad(), self.autocast():
                 latent = self.tokenizer.encode(images).float()
             text = self.text_encoder.encode(batch["captions"])

@@ -19,7 +19,7 @@ from cache_world import RAW_SAMPLES, RESOLUTION
 
 from data_pipelines.cache import build_cached_reader
 from data_pipelines.cache.members import LATENT_MEMBER, TEXT_MEMBER, encode_tensors
-from data_pipelines.reader import build_reader
+from data_pipelines.reader import build_reader, to_model_range
 from data_pipelines.shards import ShardWriter, expand_shards, iter_samples, read_manifest, split_entry, write_split_entry
 from infinity_train.models import InfinityTransformer, bitwise_loss
 from infinity_train.text.packed import pack_embeddings
@@ -76,7 +76,7 @@ def test_cached_path_gives_the_online_loss(cache_world):
         assert online["keys"] == cached["keys"] and online["h_div_w"] == cached["h_div_w"]  # same order as the raw reader
         schedule = scale_schedule(RESOLUTION, cached["h_div_w"])
         with torch.no_grad():  # one image at a time, as the cache was written
-            latent = torch.cat([tokenizer.encode(image[None]) for image in online["images"]])
+            latent = torch.cat([tokenizer.encode(image[None]) for image in to_model_range(online["images"])])
         corrected = bitwise_self_correction(latent, schedule, max_strength=0.0)
         text = text_encoder.encode(cached["captions"])
         online_loss = loss_of(model, corrected.inputs, corrected.flat_labels, (text.tokens, text.cu_seqlens, text.max_seqlen), schedule)

@@ -13,7 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
-from data_pipelines.reader import build_reader
+from data_pipelines.reader import build_reader, to_model_range
 from data_pipelines.reader.captions import choose_caption, sentence_ends, sentence_prefix
 from data_pipelines.reader.example_shards import photo_like_image, write_example_shards
 from data_pipelines.reader.images import decode_to_size
@@ -44,10 +44,12 @@ def test_a_batch_holds_one_template_at_its_pixel_size_in_unit_range(shard_dir):
     batches = read_all(shard_dir)
     assert {b["h_div_w"] for b in batches} == {nearest_template(h / w) for w, h in SIZES}
     for batch in batches:
-        images = batch["images"]
-        assert images.dtype == torch.float32 and images.shape[:2] == (len(batch["keys"]), 3)
+        assert batch["images"].dtype == torch.uint8  # uint8 until the model: to_model_range converts
+        images = to_model_range(batch["images"])
+        assert images.dtype == torch.float32 and images.shape[:2] == (len(batch["keys"]), 3) and images.is_contiguous()
         assert tuple(images.shape[2:]) == pixel_size(64, batch["h_div_w"])
         assert images.min() >= -1.0 and images.max() <= 1.0 and images.std() > 0.05
+        assert torch.equal(images, batch["images"].float() / 127.5 - 1.0)
         for key in batch["keys"]:
             width, height = SIZES[int(key.split("-")[1]) % len(SIZES)]
             assert nearest_template(height / width) == batch["h_div_w"]
