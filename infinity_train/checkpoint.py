@@ -79,6 +79,10 @@ def crash_point(name: str) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
+class CheckpointWriteError(OSError):
+    """A checkpoint could not be written; the message is one line for the user."""
+
+
 class CheckpointMismatch(ValueError):
     """A checkpoint that does not belong to this run's model."""
 
@@ -252,6 +256,49 @@ class Checkpointer:
         rank_state: Mapping[str, Any],
         meta: Mapping[str, Any],
     ) -> None:
+        """Write checkpoint ``step`` (in the background with ``async_save``; ``finalize`` completes it). A failed
+        write (disk full, a vanished mount) is a ``CheckpointWriteError``: one line, the partial save removed."""
+        try:
+            self._save(step, units, extra_modules, rank_state, meta)
+        except CheckpointWriteError:
+            raise
+        except (OSError, RuntimeError) as error:
+            raise self._write_error(step, error) from None
+
+    def finalize(self) -> None:
+        """Complete the save in flight: wait for its writes, then (rank 0) meta.json, rename, prune."""
+        step = self._pending[3]["step"] if self._pending is not None else None
+        try:
+            self._finalize()
+        except CheckpointWriteError:
+            raise
+        except (OSError, RuntimeError) as error:
+            raise self._write_error(step, error) from None
+
+    def _write_error(self, step: int | None, error: BaseException) -> "CheckpointWriteError":
+        partial = self.directory / f".{checkpoint_name(step)}.partial" if step is not None else None
+        if self.world.is_main and partial is not None and partial.exists():
+            shutil.rmtree(partial, ignore_errors=True)
+        self._pending = None
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        try:
+            free = f"{shutil.disk_usage(self.directory).free / 1e9:.2f} GB free there"
+        except OSError:
+            free = "its free space cannot be read"
+        name = checkpoint_name(step) if step is not None else "a checkpoint"
+        return CheckpointWriteError(
+            f"{self.directory}: writing {name} failed ({reason}); {free}. The newest complete checkpoint is untouched: "
+            "free space (or fix the mount) and restart with resume=auto"
+        )
+
+    def _save(
+        self,
+        step: int,
+        units: Sequence[TrainUnit],
+        extra_modules: Mapping[str, nn.Module],
+        rank_state: Mapping[str, Any],
+        meta: Mapping[str, Any],
+    ) -> None:
         self.finalize()  # one save in flight at a time
         final = self.directory / checkpoint_name(step)
         partial = self.directory / f".{final.name}.partial"
@@ -279,8 +326,7 @@ class Checkpointer:
         if future is None:
             self.finalize()
 
-    def finalize(self) -> None:
-        """Complete the save in flight: wait for its writes, then (rank 0) meta.json, rename, prune."""
+    def _finalize(self) -> None:
         if self._pending is None:
             return
         future, partial, final, meta = self._pending

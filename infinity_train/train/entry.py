@@ -12,7 +12,7 @@ import os
 import sys
 
 from infinity_train import exit_codes
-from infinity_train.checkpoint import CheckpointMismatch
+from infinity_train.checkpoint import CheckpointMismatch, CheckpointWriteError
 from infinity_train.config import ConfigError, load_config, to_typed, validate
 from infinity_train.distributed import detect_world, destroy_process_group
 
@@ -84,6 +84,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {error.filename or ''}: {error.strerror or error}".lstrip(": "), file=sys.stderr)
             return exit_codes.CONFIG_ERROR
         return trainer.fit()
+    except CheckpointWriteError as error:  # disk full or a vanished mount while saving
+        print(f"error: {error}", file=sys.stderr)
+        return exit_codes.CONFIG_ERROR
     except NonFiniteError as error:
         log.error("%s", error)
         print(f"error: {error}", file=sys.stderr)

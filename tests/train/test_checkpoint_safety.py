@@ -4,6 +4,7 @@ resumed run keeps exactly one record per step in metrics.jsonl."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import os
 import pickle
@@ -44,8 +45,10 @@ pytestmark = pytest.mark.usefixtures("single_thread")
 
 def train_in_process(overrides: list[str], capfd) -> tuple[int, list[str]]:
     """The training command's own ``main`` in this process: (status, stderr lines that are not log records)."""
+    from infinity_train.console import setup_logging
     from infinity_train.train.entry import main
 
+    setup_logging()  # rebinds the console handler to this test's stderr (an earlier run's may point at a closed one)
     status = main(overrides)
     err = capfd.readouterr().err
     return status, [line for line in err.splitlines() if line.strip() and " INFO [rank " not in line and " WARNING [rank " not in line]
@@ -298,3 +301,34 @@ def test_impossible_settings_are_one_line_before_any_work(tmp_path, data_root, t
     assert status == exit_codes.CONFIG_ERROR
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], lines
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("async_save", [False, True])
+def test_a_failed_checkpoint_write_is_one_line_and_leaves_the_newest_checkpoint(tmp_path, data_root, trained_tokenizer, checkpointed, capfd, monkeypatch, async_save):
+    """Disk full while writing step 6 (as torch's writer reports it): status 2, one line naming the checkpoint
+    folder and its free space, no partial save left behind, and step 4 still the newest complete checkpoint."""
+    import torch.distributed.checkpoint as dcp
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(checkpointed, run_dir)
+
+    failure = RuntimeError("[enforce fail at inline_container.cc:603] . PytorchStreamWriter failed writing file data/0: file write failed")
+
+    def disk_full(*args, **kwargs):
+        raise failure
+
+    def disk_full_later(*args, **kwargs):  # async: the background write fails, its future raises
+        future = concurrent.futures.Future()
+        future.set_exception(failure)
+        return future
+
+    monkeypatch.setattr(dcp, "async_save" if async_save else "save", disk_full_later if async_save else disk_full)
+    extra = ["logging.async_checkpoint=true"] if async_save else []
+    status, lines = train_in_process(overrides_for(data_root, run_dir, trained_tokenizer, 6, *extra), capfd)
+    assert status == exit_codes.CONFIG_ERROR
+    assert len(lines) == 1, "\n".join(lines)
+    assert str(run_dir / "checkpoints") in lines[0] and "writing step_00000006 failed" in lines[0] and "GB free there" in lines[0]
+    checkpoints = run_dir / "checkpoints"
+    assert [s for s, _ in listed_checkpoints(checkpoints)] == [2, 4]
+    assert not [p for p in checkpoints.iterdir() if p.name.endswith(".partial")]
+    verify_checkpoint(checkpoints / "step_00000004")
