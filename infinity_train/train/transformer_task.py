@@ -97,6 +97,7 @@ class TransformerTask(Task):
             "text_lengths": text.lengths.tolist(),
             "captions": batch.get("captions"),
             "specs": batch.get("specs"),
+            "images": batch.get("images") if not training else None,
         }
 
     def loss(self, unit: str, micro: dict[str, Any], step: int) -> tuple[torch.Tensor, Metrics]:
@@ -145,7 +146,29 @@ class TransformerTask(Task):
             sums[f"tokens_scale/{k}"] = torch.tensor(images * n)
             sums[f"ce_scale/{k}"] = result.scale_losses[k].double().cpu() * images * n
             sums[f"correct_scale/{k}"] = result.scale_bit_accuracy[k].double().cpu() * images * n
+        if micro.get("images") is not None and not self.tokenizer.patchify:
+            sums |= self._decoded_prediction_sums(micro["images"].to(self.device).float(), logits, plain.labels, schedule)
         return {k: v.double() for k, v in sums.items()}
+
+    def _decoded_prediction_sums(self, images: torch.Tensor, logits: torch.Tensor, labels: list[torch.Tensor], schedule) -> dict[str, torch.Tensor]:
+        """Pixel error of the images decoded from the model's own teacher-forced argmax bits (each scale
+        predicted from the true earlier scales), and of the tokenizer's own reconstruction (the true
+        bits): PSNR and mean squared error in [-1, 1] units. The same unit for every d."""
+        from infinity_train.tokenizer.image_metrics import psnr
+
+        predicted = logits.float().argmax(-1).bool()  # (B, L, d)
+        per_scale, offset = [], 0
+        for h, w in schedule:
+            per_scale.append(predicted[:, offset : offset + h * w].reshape(predicted.shape[0], h, w, predicted.shape[-1]))
+            offset += h * w
+        decoded = self.tokenizer.bits_to_image(per_scale, schedule).float()
+        reconstructed = self.tokenizer.bits_to_image(labels, schedule).float()
+        return {
+            "decoded_images": torch.tensor(float(images.shape[0])),
+            "psnr_predicted": psnr(decoded, images).double().sum().cpu(),
+            "mse_predicted": (decoded - images).pow(2).mean(dim=(1, 2, 3)).double().sum().cpu(),
+            "psnr_tokenizer": psnr(reconstructed, images).double().sum().cpu(),
+        }
 
     def validation_metrics(self, sums: Mapping[str, float]) -> dict[str, float]:
         k_range = range(self.num_scales)
@@ -165,6 +188,11 @@ class TransformerTask(Task):
         for k in k_range:
             metrics[f"val/ce_scale/{k}"] = sums[f"ce_scale/{k}"] / sums[f"tokens_scale/{k}"]
             metrics[f"val/bit_accuracy_scale/{k}"] = sums[f"correct_scale/{k}"] / sums[f"tokens_scale/{k}"]
+        if sums.get("decoded_images"):
+            n = sums["decoded_images"]
+            metrics["val/psnr_predicted"] = sums["psnr_predicted"] / n
+            metrics["val/mse_predicted"] = sums["mse_predicted"] / n
+            metrics["val/psnr_tokenizer"] = sums["psnr_tokenizer"] / n
         return metrics
 
 
