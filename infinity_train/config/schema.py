@@ -237,6 +237,8 @@ class LoggingConfig:
     keep_every: int = 0  # 0: keep no extra permanent checkpoints
     val_batches: int = 0  # held-out batches per validation (0: the whole held-out split)
     sample_prompts: int = 8  # held-out captions in each sample grid
+    sample_cfg: float = 3.0  # classifier-free guidance of the sample grids
+    sample_tau: float = 1.0  # temperature of the sample grids
     progress: str = "auto"  # auto (bar on a TTY, log lines otherwise) | bar | lines
 
 
