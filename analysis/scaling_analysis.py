@@ -34,7 +34,7 @@ from analysis.report import Fit
 from analysis.loglog import LogLogFit, fit_loglog
 from analysis.results import D_INDEPENDENT, fit_rows
 from analysis.validation import FitInputError
-from analysis.vocab import fit_vocab
+from analysis.vocab import best_bits, fit_vocab
 
 
 @dataclass(frozen=True)
@@ -76,6 +76,8 @@ class ScalingAnalysis:
     bits_per_image_loglog: dict[float, LogLogFit | str] = field(default_factory=dict)
     """Per d: the log-log line of bits per image against N, or why it was not fitted."""
     seed_spread: pd.DataFrame = field(default_factory=pd.DataFrame)
+    quality_vs_params: dict[float, FitResult] = field(default_factory=dict)
+    """Per d: the power law of the d-independent measure against N."""
 
     def fit_results(self) -> dict[str, dict[float, FitResult]]:
         return {
@@ -84,6 +86,7 @@ class ScalingAnalysis:
             "compute_frontier": self.frontier,
             "isoflop": self.isoflop,
             "bits_per_image_vs_params": self.bits_per_image_vs_params,
+            "quality_vs_params": self.quality_vs_params,
         }
 
     def record(self) -> dict[str, Any]:
@@ -135,6 +138,10 @@ def analyze(table: pd.DataFrame, *, n_bootstrap: int = 100, seed: int = 0, inclu
     with_quality = {d: g[np.isfinite(g[D_INDEPENDENT]) & (g[D_INDEPENDENT] > 0)] for d, g in largest.items()}
     quality_rows = pd.concat(with_quality.values()) if with_quality else rows.iloc[:0]
     vocab = _vocab(quality_rows, options)
+    quality_fits = {
+        d: _power_law(f"{D_INDEPENDENT} (d-independent) vs non-embedding params, d={d:g}", group, "params_non_embedding", D_INDEPENDENT, "params", options)
+        for d, group in with_quality.items() if len(group)
+    }
     return ScalingAnalysis(
         loss_vs_params=loss_vs_params,
         loss_vs_params_total=loss_vs_total,
@@ -142,11 +149,12 @@ def analyze(table: pd.DataFrame, *, n_bootstrap: int = 100, seed: int = 0, inclu
         isoflop=isoflop,
         isoflop_profiles=profiles,
         bits_per_image_vs_params=bpi_fits,
-        best_bits=best_bits_by_size(with_quality, vocab),
+        best_bits=best_bits_by_size(with_quality, vocab, quality_fits),
         vocab=vocab,
         excluded=excluded,
         headline=headline(loss_vs_params),
         bits_per_image_loglog=loglog,
+        quality_vs_params=quality_fits,
         seed_spread=seed_spread(table, include_partial),
     )
 
@@ -196,10 +204,11 @@ def compute_frontier(rows: pd.DataFrame) -> pd.DataFrame:
     return ordered[ordered["val_loss"].to_numpy() < best_before]
 
 
-def best_bits_by_size(groups: dict[float, pd.DataFrame], vocab: FitResult) -> pd.DataFrame:
+def best_bits_by_size(groups: dict[float, pd.DataFrame], vocab: FitResult, per_d: dict[float, FitResult] | None = None) -> pd.DataFrame:
     """Per model size (depth), in the d-independent measure (pixel error of the images decoded from
     the model's own predicted bits; lower is better): each d's value, the observed best d, and the d
-    the joint L(N, d) law predicts best at that size. Bits per image are shown beside it."""
+    the joint L(N, d) law predicts best at that size (the per-d power laws of the measure when the joint
+    law is not fitted; ``best_d_predicted_by`` says which). Bits per image are shown beside it."""
     groups = {d: g for d, g in groups.items() if len(g)}
     if not groups:
         return pd.DataFrame()
@@ -213,7 +222,14 @@ def best_bits_by_size(groups: dict[float, pd.DataFrame], vocab: FitResult) -> pd
         row |= {f"psnr_predicted_d{float(d):g}": float(v) for d, v in zip(at_depth["bits"], at_depth["psnr_predicted"])}
         row |= {f"bits_per_image_d{float(d):g}": float(v) for d, v in zip(at_depth["bits"], at_depth["bits_per_image"])}
         row["best_d_observed"] = min(by_bits, key=by_bits.get) if len(by_bits) >= 2 else np.nan
-        row["best_d_predicted"] = float(vocab.fit.optimal_bits(params)) if vocab.fit is not None else np.nan
+        fitted = {d: r.fit for d, r in (per_d or {}).items() if r.fit is not None}
+        if vocab.fit is not None:
+            row["best_d_predicted"], row["best_d_predicted_by"] = float(vocab.fit.optimal_bits(params)), "joint L(N, d)"
+        elif len(fitted) >= 2:
+            predicted = {d: fit.predict(params) for d, fit in fitted.items()}
+            row["best_d_predicted"], row["best_d_predicted_by"] = float(best_bits(predicted, lambda loss: loss)), "per-d power laws"
+        else:
+            row["best_d_predicted"], row["best_d_predicted_by"] = np.nan, "no law"
         rows.append(row)
     return pd.DataFrame(rows)
 
