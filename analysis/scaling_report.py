@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from analysis import plots
@@ -83,6 +84,7 @@ def write_report(
         "tokenizers": report_json_safe(tokenizers.to_dict(orient="records")),
         "tokenizer_spread": report_json_safe(tokenizer_spread(tokenizers).to_dict(orient="records")),
         "bit_accuracy_per_scale": report_json_safe(accuracy.to_dict(orient="records")),
+        "main_figures": summary_lines(table, analysis, tokenizers, accuracy),
     }
     (out_dir / "fits.json").write_text(json.dumps(fits, indent=2, allow_nan=False) + "\n")
     sections = _sections(table, analysis, figures, samples, include_partial, tokenizers, accuracy)
@@ -115,6 +117,7 @@ def _sections(
     tokenizers = tokenizers if tokenizers is not None else pd.DataFrame()
     accuracy = accuracy if accuracy is not None else pd.DataFrame()
     return [
+        h.Section("Main figures", _summary_body(table, analysis, tokenizers, accuracy)),
         h.Section("Tokenizers", _tokenizer_body(tokenizers)),
         h.Section("Bits per image against size (per d)", _bits_per_image_body(analysis, figures["vocab"])),
         h.Section("Vocabulary: best d per size (d-independent measure)", _vocab_body(analysis)),
@@ -149,6 +152,51 @@ def _sections(
         h.Section("Samples", samples),
         h.Section("Runs", excluded + h.table(run_table, TEXT_COLUMNS)),
     ]
+
+
+def summary_lines(table: pd.DataFrame, analysis: ScalingAnalysis, tokenizers: pd.DataFrame, accuracy: pd.DataFrame) -> list[str]:
+    """The study's figures in one list, each naming its measure (also written to fits.json)."""
+    lines = []
+    spread = tokenizer_spread(tokenizers)
+    if not spread.empty:
+        kinds = ", ".join(sorted(set(tokenizers["kind"])))
+        parts = [f"d={r.d:g} {r.psnr_mean:.2f} dB (spread {r.psnr_spread:.2f} over {r.seeds} seeds)" for r in spread.itertuples()]
+        lines.append(f"Tokenizers ({kinds}), held-out PSNR: " + "; ".join(parts) + ".")
+    if len(accuracy):
+        later = [c for c in accuracy.columns if c.startswith("scale_") and c != "scale_1"]
+        if later:
+            values = accuracy[later].to_numpy(dtype=float)
+            i, j = np.unravel_index(np.nanargmax(values), values.shape)
+            lines.append(f"Bit accuracy (teacher forcing) on scales after the first: at most {values[i, j]:.4f} ({accuracy['run'].iloc[i]}, {later[j]}).")
+    runs = table[(table["task"] == "transformer") & (table["parent"] == "") & (table["status"] == "complete") & (table["seed"] == 0)]
+    for d, fit in analysis.bits_per_image_loglog.items():
+        at = runs[runs["d"] == d].sort_values("params_non_embedding")
+        values = " / ".join(f"{v:.1f}" for v in at["bits_per_image"])
+        if hasattr(fit, "alpha"):
+            low, high = fit.alpha_interval
+            flag = " WARNING: interval wider than alpha" if fit.interval_wider_than_estimate else ""
+            lines.append(f"d={d:g}: bits per image {values} over {fit.n_points} sizes; log-log r = {fit.r:.4f}, alpha = {fit.alpha:.4g} [{low:.4g}, {high:.4g}]{flag}.")
+        else:
+            lines.append(f"d={d:g}: bits per image {values}; log-log line not fitted ({fit}).")
+        checker = at["checker_score"].to_numpy(dtype=float)
+        if checker.size:
+            lines.append(f"d={d:g}: checker score on samples, smallest to largest size: " + " / ".join(f"{v:.3f}" for v in checker) + ".")
+    if not analysis.best_bits.empty:
+        pairs = ", ".join(f"depth {r.depth:g}: d={r.best_d_observed:g}" for r in analysis.best_bits.itertuples())
+        lines.append(f"Best d per size (lowest mse_predicted, d-independent): {pairs}.")
+    fit = analysis.vocab.fit
+    if fit is not None:
+        params = ", ".join(f"{name} = {getattr(fit, name):.4g}" for name in ("E", "A", "alpha", "gamma", "B", "beta"))
+        lines.append(f"Joint law in mse_predicted, {analysis.vocab.title.split(' in ')[0].replace('joint vocabulary law ', '')}: "
+                     f"{params} ({fit.n_points} runs, R^2 {fit.goodness.r2:.4f}).")
+    else:
+        lines.append(f"Joint law L(N, d): not fitted ({analysis.vocab.note}).")
+    return lines
+
+
+def _summary_body(table: pd.DataFrame, analysis: ScalingAnalysis, tokenizers: pd.DataFrame, accuracy: pd.DataFrame) -> str:
+    lines = summary_lines(table, analysis, tokenizers, accuracy)
+    return h.bullet_list(lines) if lines else h.note("No runs to summarize.")
 
 
 def _bits_per_image_body(analysis: ScalingAnalysis, image: Path | None) -> str:
