@@ -151,22 +151,39 @@ class TransformerTask(Task):
         return {k: v.double() for k, v in sums.items()}
 
     def _decoded_prediction_sums(self, images: torch.Tensor, logits: torch.Tensor, labels: list[torch.Tensor], schedule) -> dict[str, torch.Tensor]:
-        """Pixel error of the images decoded from the model's own teacher-forced argmax bits (each scale
-        predicted from the true earlier scales), and of the tokenizer's own reconstruction (the true
-        bits): PSNR and mean squared error in [-1, 1] units. The same unit for every d."""
-        from infinity_train.tokenizer.image_metrics import psnr
+        """Pixel error against the originals of held-out images decoded from the model's own teacher-forced
+        predictions (each scale predicted from the true earlier scales), in the same unit for every d:
 
-        predicted = logits.float().argmax(-1).bool()  # (B, L, d)
-        per_scale, offset = [], 0
+        * ``predicted``: the argmax bits of every scale, decoded (PSNR and mean squared error, [-1, 1] units);
+        * ``expected``: the expected codes (2 p - 1) / sqrt(d) of every bit under the model, summed and
+          decoded: the posterior-mean latent, whose error is a Brier-type (proper) score of the bit
+          probabilities, so it rewards calibrated confidence and not only the most likely sign;
+        * ``tokenizer``: the true bits decoded (the ceiling a perfect model reaches)."""
+        from infinity_train.tokenizer.image_metrics import psnr
+        from infinity_train.tokenizer.quantizer import RunningSum
+
+        probability = logits.float().softmax(-1)[..., 1]  # (B, L, d): P(bit = 1)
+        predicted = probability > 0.5
+        bits_scales, expected_scales, offset = [], [], 0
         for h, w in schedule:
-            per_scale.append(predicted[:, offset : offset + h * w].reshape(predicted.shape[0], h, w, predicted.shape[-1]))
+            chunk = slice(offset, offset + h * w)
+            bits_scales.append(predicted[:, chunk].reshape(predicted.shape[0], h, w, predicted.shape[-1]))
+            codes = (2 * probability[:, chunk] - 1) / math.sqrt(probability.shape[-1])
+            expected_scales.append(codes.transpose(1, 2).reshape(codes.shape[0], codes.shape[-1], h, w))
             offset += h * w
-        decoded = self.tokenizer.bits_to_image(per_scale, schedule).float()
+        decoded = self.tokenizer.bits_to_image(bits_scales, schedule).float()
+        latent_schedule = self.tokenizer.latent_schedule(schedule)
+        running = RunningSum(expected_scales[0].new_zeros((images.shape[0], self.tokenizer.d, *latent_schedule[-1])))
+        for codes in expected_scales:
+            running.add(codes)
+        expected = self.tokenizer.decode(running.total).float()
         reconstructed = self.tokenizer.bits_to_image(labels, schedule).float()
         return {
             "decoded_images": torch.tensor(float(images.shape[0])),
             "psnr_predicted": psnr(decoded, images).double().sum().cpu(),
             "mse_predicted": (decoded - images).pow(2).mean(dim=(1, 2, 3)).double().sum().cpu(),
+            "psnr_expected": psnr(expected, images).double().sum().cpu(),
+            "mse_expected": (expected - images).pow(2).mean(dim=(1, 2, 3)).double().sum().cpu(),
             "psnr_tokenizer": psnr(reconstructed, images).double().sum().cpu(),
         }
 
@@ -192,6 +209,8 @@ class TransformerTask(Task):
             n = sums["decoded_images"]
             metrics["val/psnr_predicted"] = sums["psnr_predicted"] / n
             metrics["val/mse_predicted"] = sums["mse_predicted"] / n
+            metrics["val/psnr_expected"] = sums["psnr_expected"] / n
+            metrics["val/mse_expected"] = sums["mse_expected"] / n
             metrics["val/psnr_tokenizer"] = sums["psnr_tokenizer"] / n
         return metrics
 
