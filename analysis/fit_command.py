@@ -61,7 +61,7 @@ def run_fit(request: FitRequest) -> FitOutcome:
 
     if request.form == "vocab":
         if request.tokens_per_image is None and "loss" not in request.named_columns and data.get("loss_column") == D_INDEPENDENT:
-            loss_unit = f"{D_INDEPENDENT}: pixel MSE of images decoded from teacher-forced argmax bits (d-independent)"
+            loss_unit = f"{D_INDEPENDENT}: pixel MSE of images decoded from the teacher-forced expected codes (d-independent)"
         data.pop("loss_column", None)
         fit = fit_vocab(data["params"], data["bits"], data["loss"], **_fit_options(request))
         outcome = _vocab_outcome(fit, data, loss_unit)
@@ -107,7 +107,7 @@ def _fit_options(request: FitRequest) -> dict[str, Any]:
 
 def vocab_loss_column(request: FitRequest, table: pd.DataFrame) -> str | None:
     """``--form vocab`` ranks vocabularies in a d-independent measure: without --loss-col it fits the
-    results index's ``mse_predicted`` (pixel error of images decoded from the model's predicted bits)."""
+    results index's ``mse_expected`` (pixel error of images decoded from the model's teacher-forced expected codes)."""
     if request.form == "vocab" and "loss" not in request.named_columns and request.tokens_per_image is None and D_INDEPENDENT in table.columns:
         return D_INDEPENDENT
     return None

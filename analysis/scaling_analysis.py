@@ -32,7 +32,7 @@ from analysis.isoflop_profiles import MIN_BUDGETS_PER_SIZE, MIN_SIZES, Profiles,
 from analysis.powerlaw import fit_power_law
 from analysis.report import Fit
 from analysis.loglog import LogLogFit, fit_loglog
-from analysis.results import D_INDEPENDENT, fit_rows
+from analysis.results import D_INDEPENDENT, QUALITY_PSNR, fit_rows
 from analysis.validation import FitInputError
 from analysis.vocab import best_bits, fit_vocab
 
@@ -94,7 +94,7 @@ class ScalingAnalysis:
         for name, by_bits in self.fit_results().items():
             out[name] = {f"{d:g}": result.record() for d, result in by_bits.items()}
         out["best_bits_by_size"] = self.best_bits.to_dict(orient="records")
-        out["best_bits_measure"] = f"{D_INDEPENDENT} (lower is better; psnr_predicted shown beside it)"
+        out["best_bits_measure"] = f"{D_INDEPENDENT} (lower is better; {QUALITY_PSNR} and the argmax decode's psnr_predicted shown beside it)"
         out["bits_per_image_loglog"] = {
             f"{d:g}": (fit.record() if isinstance(fit, LogLogFit) else {"fitted": False, "reason": fit}) for d, fit in self.bits_per_image_loglog.items()
         }
@@ -105,7 +105,7 @@ class ScalingAnalysis:
 
 
 def analyze(table: pd.DataFrame, *, n_bootstrap: int = 100, seed: int = 0, include_partial: bool = False) -> ScalingAnalysis:
-    for column in ("seed", D_INDEPENDENT, "psnr_predicted"):
+    for column in ("seed", D_INDEPENDENT, QUALITY_PSNR, "psnr_predicted"):
         if column not in table.columns:
             table = table.assign(**{column: 0.0 if column == "seed" else np.nan})
     rows, excluded = fit_rows(table, ("params_non_embedding", "val_loss", "train_flops", "d"), include_partial=include_partial)
@@ -167,7 +167,7 @@ def _loglog(group: pd.DataFrame, options: dict) -> LogLogFit | str:
         return str(error)
 
 
-SPREAD_COLUMNS = ("bits_per_image", "psnr_predicted", "mse_predicted", "checker_score", "bit_accuracy")
+SPREAD_COLUMNS = ("bits_per_image", "psnr_expected", "mse_expected", "psnr_predicted", "checker_score", "bit_accuracy")
 
 
 def seed_spread(table: pd.DataFrame, include_partial: bool = False) -> pd.DataFrame:
@@ -206,7 +206,7 @@ def compute_frontier(rows: pd.DataFrame) -> pd.DataFrame:
 
 def best_bits_by_size(groups: dict[float, pd.DataFrame], vocab: FitResult, per_d: dict[float, FitResult] | None = None) -> pd.DataFrame:
     """Per model size (depth), in the d-independent measure (pixel error of the images decoded from
-    the model's own predicted bits; lower is better): each d's value, the observed best d, and the d
+    the model's own teacher-forced expected codes; lower is better): each d's value, the observed best d, and the d
     the joint L(N, d) law predicts best at that size (the per-d power laws of the measure when the joint
     law is not fitted; ``best_d_predicted_by`` says which). Bits per image are shown beside it."""
     groups = {d: g for d, g in groups.items() if len(g)}
@@ -219,6 +219,7 @@ def best_bits_by_size(groups: dict[float, pd.DataFrame], vocab: FitResult, per_d
         by_bits = {float(d): float(v) for d, v in zip(at_depth["bits"], at_depth[D_INDEPENDENT])}
         row: dict[str, Any] = {"depth": depth, "params": params}
         row |= {f"{D_INDEPENDENT}_d{d:g}": by_bits.get(d, np.nan) for d in groups}
+        row |= {f"{QUALITY_PSNR}_d{float(d):g}": float(v) for d, v in zip(at_depth["bits"], at_depth[QUALITY_PSNR])}
         row |= {f"psnr_predicted_d{float(d):g}": float(v) for d, v in zip(at_depth["bits"], at_depth["psnr_predicted"])}
         row |= {f"bits_per_image_d{float(d):g}": float(v) for d, v in zip(at_depth["bits"], at_depth["bits_per_image"])}
         row["best_d_observed"] = min(by_bits, key=by_bits.get) if len(by_bits) >= 2 else np.nan
@@ -280,7 +281,7 @@ def _isoflop(d: float, profiles: Profiles, options: dict) -> FitResult:
 
 
 def _vocab(rows: pd.DataFrame, options: dict) -> FitResult:
-    title = f"joint vocabulary law L(N, d) in the d-independent measure L = {D_INDEPENDENT} (pixel MSE of images decoded from teacher-forced argmax bits)"
+    title = f"joint vocabulary law L(N, d) in the d-independent measure L = {D_INDEPENDENT} (pixel MSE of images decoded from the teacher-forced expected codes)"
     return _attempt(
         title,
         lambda: fit_vocab(rows["params_non_embedding"].to_numpy(), rows["bits"].to_numpy(), rows[D_INDEPENDENT].to_numpy(), **options),

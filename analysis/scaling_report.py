@@ -26,7 +26,7 @@ from analysis import plots
 from analysis.report import json_safe as report_json_safe
 from analysis import report_html as h
 from analysis.curves import scale_accuracy, val_curve
-from analysis.results import TEXT_COLUMNS, results_table, write_results_csv
+from analysis.results import D_INDEPENDENT, TEXT_COLUMNS, results_table, write_results_csv
 from analysis.run_dirs import RunData, load_runs
 from analysis.run_errors import RunDataError
 from analysis.scaling_analysis import FitResult, ScalingAnalysis, analyze
@@ -36,7 +36,8 @@ FIGURES = ("loss_vs_compute.png", "loss_vs_params.png", "isoflop.png", "vocab_bi
 RUN_TABLE_COLUMNS = (
     "run", "task", "status", "seed", "tokenizer_kind", "depth", "width", "d", "params_non_embedding", "params_total", "budget_images",
     "train_flops", "images_seen", "tokens_seen", "val_loss", "ce_per_bit", "bits_per_image", "bits_per_pixel", "bit_accuracy",
-    "token_accuracy", "psnr_predicted", "mse_predicted", "psnr_tokenizer", "checker_score", "psnr", "wall_time_s",
+    "token_accuracy", "psnr_expected", "mse_expected", "psnr_predicted", "mse_predicted", "psnr_tokenizer", "checker_score", "psnr",
+    "wall_time_s",
 )  # fmt: skip
 
 
@@ -183,11 +184,11 @@ def summary_lines(table: pd.DataFrame, analysis: ScalingAnalysis, tokenizers: pd
             lines.append(f"d={d:g}: checker score on samples, smallest to largest size: " + " / ".join(f"{v:.3f}" for v in checker) + ".")
     if not analysis.best_bits.empty:
         pairs = ", ".join(f"depth {r.depth:g}: d={r.best_d_observed:g}" for r in analysis.best_bits.itertuples())
-        lines.append(f"Best d per size (lowest mse_predicted, d-independent): {pairs}.")
+        lines.append(f"Best d per size (lowest {D_INDEPENDENT}, d-independent): {pairs}.")
     fit = analysis.vocab.fit
     if fit is not None:
         params = ", ".join(f"{name} = {getattr(fit, name):.4g}" for name in ("E", "A", "alpha", "gamma", "B", "beta"))
-        lines.append(f"Joint law in mse_predicted, {analysis.vocab.title.split(' in ')[0].replace('joint vocabulary law ', '')}: "
+        lines.append(f"Joint law in {D_INDEPENDENT}, {analysis.vocab.title.split(' in ')[0].replace('joint vocabulary law ', '')}: "
                      f"{params} ({fit.n_points} runs, R^2 {fit.goodness.r2:.4f}).")
     else:
         lines.append(f"Joint law L(N, d): not fitted ({analysis.vocab.note}).")
@@ -212,13 +213,15 @@ def _bits_per_image_body(analysis: ScalingAnalysis, image: Path | None) -> str:
 
 def _vocab_body(analysis: ScalingAnalysis) -> str:
     body = h.paragraph(
-        "Measure: mse_predicted, the mean squared pixel error (images in [-1, 1]) of the held-out images decoded from the "
-        "model's own teacher-forced argmax bits (every scale predicted from the true earlier scales), against the original "
-        "images; psnr_predicted is the same error as PSNR (dB, higher is better). It has the same unit for every d: a larger d "
-        "reconstructs better but leaves more bits to predict. The joint law L(N, d) is fitted to mse_predicted."
+        "Measure: mse_expected, the mean squared pixel error (images in [-1, 1]) against the originals of the held-out images "
+        "decoded from the model's own teacher-forced predictions (every scale predicted from the true earlier scales), taking "
+        "each bit's expected code (2p - 1)/sqrt(d): the posterior-mean latent, a proper (Brier-type) score of the bit "
+        "probabilities; psnr_expected is the same error as PSNR (dB, higher is better). Beside it, psnr_predicted decodes the "
+        "argmax bits. All have the same unit for every d: a larger d reconstructs better but leaves more bits to predict. "
+        "The joint law L(N, d) is fitted to mse_expected."
     )
     if not analysis.best_bits.empty:
-        body += h.paragraph("Best d per model size: lowest mse_predicted observed, and the d the joint law predicts best at that N.")
+        body += h.paragraph("Best d per model size: lowest mse_expected observed, and the d the joint law predicts best at that N.")
         body += h.table(analysis.best_bits, ("best_d_predicted_by",))
     return body + h.preformatted(analysis.vocab.text()) + _fit_texts(analysis.quality_vs_params)
 
@@ -239,11 +242,11 @@ def _seed_body(analysis: ScalingAnalysis, table: pd.DataFrame) -> str:
         if len(at) < 2:
             continue
         effect = float(at["bits_per_image"].iloc[0] - at["bits_per_image"].iloc[-1])
-        quality = float(at["psnr_predicted"].iloc[-1] - at["psnr_predicted"].iloc[0])
+        quality = float(at["psnr_expected"].iloc[-1] - at["psnr_expected"].iloc[0])
         lines.append(
             f"d={row.d:g}: bits per image fall by {effect:.3g} from the smallest to the largest size; seed spread at the smallest "
             f"{row.bits_per_image_spread:.3g} ({'larger' if abs(effect) > row.bits_per_image_spread else 'NOT larger'} than the spread). "
-            f"psnr_predicted changes by {quality:+.3g} dB; seed spread {row.psnr_predicted_spread:.3g} dB."
+            f"psnr_expected changes by {quality:+.3g} dB; seed spread {row.psnr_expected_spread:.3g} dB."
         )
     return body + (h.bullet_list(lines) if lines else "")
 

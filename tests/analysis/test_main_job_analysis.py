@@ -54,7 +54,7 @@ def test_seed_replicates_give_a_spread_and_stay_out_of_the_fits(tmp_path):
     assert list(spread.index) == [8, 16, 32] and (spread["seeds"] == 2).all() and (spread["bits_per_image_spread"] > 0).all()
     assert (spread["depth"] == 1).all()
 
-    # the best d per size uses the d-independent measure (lowest mse_predicted)
+    # the best d per size uses the d-independent measure (lowest mse_expected)
     groups = {float(d): largest_budget_per_size(g) for d, g in rows.assign(bits=rows["d"]).groupby("d")}
     best = best_bits_by_size(groups, FitResult("joint law", None)).sort_values("params")
     truth = [min((8, 16, 32), key=lambda d: LAW3.mse(n, d)) for n in best["params"]]
@@ -63,7 +63,7 @@ def test_seed_replicates_give_a_spread_and_stay_out_of_the_fits(tmp_path):
 
     csv = write_results_csv(table, tmp_path / "results.csv")
     outcome = run_fit(FitRequest(csv=str(csv), form="vocab", n_bootstrap=0))
-    assert outcome.record["n_points"] == 12 and "mse_predicted" in outcome.record["loss_unit"]
+    assert outcome.record["n_points"] == 12 and outcome.record["loss_unit"].startswith("mse_expected")
     assert outcome.record["optimal_bits"][0]["best_observed_bits"] == 8
     assert sum("seed replicate" in reason for reason in outcome.record["rows_dropped"]) == 3
     named = FitRequest(csv=str(csv), form="vocab", named_columns=frozenset({"loss"}))
