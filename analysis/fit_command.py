@@ -15,6 +15,7 @@ from analysis.isoflop import IsoFlopFit, TokensFrom, fit_isoflop, group_budgets
 from analysis.powerlaw import PowerLawFit, fit_power_law
 from analysis.runs_csv import read_table, select_columns
 from analysis.validation import FitInputError
+from analysis.results import D_INDEPENDENT
 from analysis.vocab import best_bits, bits_per_image, compute_optimal_bits, fit_per_bits, fit_vocab
 
 Form = Literal["chinchilla", "powerlaw", "isoflop", "vocab"]
@@ -59,6 +60,9 @@ def run_fit(request: FitRequest) -> FitOutcome:
         loss_unit = f"bits per image (per-bit nats / ln 2 x d x {request.tokens_per_image:g} tokens)"
 
     if request.form == "vocab":
+        if request.tokens_per_image is None and "loss" not in request.named_columns and data.get("loss_column") == D_INDEPENDENT:
+            loss_unit = f"{D_INDEPENDENT}: pixel MSE of images decoded from the teacher-forced expected codes (d-independent)"
+        data.pop("loss_column", None)
         fit = fit_vocab(data["params"], data["bits"], data["loss"], **_fit_options(request))
         outcome = _vocab_outcome(fit, data, loss_unit)
         return FitOutcome(_with_dropped(outcome.text, dropped), outcome.record | {"rows_dropped": dropped})
@@ -101,10 +105,20 @@ def _fit_options(request: FitRequest) -> dict[str, Any]:
     return {"n_bootstrap": request.n_bootstrap, "seed": request.seed, "ci": request.ci, "holdout_largest": request.holdout}
 
 
+def vocab_loss_column(request: FitRequest, table: pd.DataFrame) -> str | None:
+    """``--form vocab`` ranks vocabularies in a d-independent measure: without --loss-col it fits the
+    results index's ``mse_expected`` (pixel error of images decoded from the model's teacher-forced expected codes)."""
+    if request.form == "vocab" and "loss" not in request.named_columns and request.tokens_per_image is None and D_INDEPENDENT in table.columns:
+        return D_INDEPENDENT
+    return None
+
+
 def _load(request: FitRequest) -> tuple[dict[str, np.ndarray], list[str]]:
-    """The columns the form needs, and a note per row left out (not complete, or not a transformer run)."""
+    """The columns the form needs, and a note per row left out (not complete, not a transformer run, a seed replicate)."""
     table, dropped = _runs_to_fit(read_table(request.csv), request.include_partial)
-    names = request.columns
+    names = dict(request.columns)
+    if column := vocab_loss_column(request, table):
+        names["loss"] = column
     present = {role for role, name in names.items() if name in table.columns}
     needed: set[str] = {"loss"}
     optional: set[str] = set() if request.pool_bits else {"bits"}
@@ -132,7 +146,10 @@ def _load(request: FitRequest) -> tuple[dict[str, np.ndarray], list[str]]:
     needed |= request.named_columns & optional
     required = {role: names[role] for role in sorted(needed, key=list(DEFAULT_COLUMNS).index)}
     optional_columns = {role: names[role] for role in optional - needed}
-    return select_columns(table, request.csv, required, optional_columns), dropped
+    data = select_columns(table, request.csv, required, optional_columns)
+    if request.form == "vocab":
+        data["loss_column"] = names["loss"]  # type: ignore[assignment]
+    return data, dropped
 
 
 def _runs_to_fit(table: pd.DataFrame, include_partial: bool) -> tuple[pd.DataFrame, list[str]]:
@@ -150,6 +167,12 @@ def _runs_to_fit(table: pd.DataFrame, include_partial: bool) -> tuple[pd.DataFra
         unfinished = keep & (table["status"].astype(str).str.strip() != "complete")
         keep &= ~unfinished
         reasons[unfinished] = table["status"].astype(str)[unfinished] + " (use --include-partial to keep it)"
+    if "seed" in table.columns:
+        seeds = pd.to_numeric(table["seed"], errors="coerce").fillna(0)
+        replicate = keep & (seeds > 0)
+        keep &= ~replicate
+        reasons[replicate] = "a seed replicate (seed " + seeds[replicate].astype(int).astype(str) + "), for the spread only"
+
     def name(label: int) -> str:
         return str(table.at[label, "run"]) if "run" in table.columns else f"data row {label + 1}"
 

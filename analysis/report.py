@@ -164,6 +164,7 @@ def render(fit: Fit, *, x_name: str | None = None) -> str:
         "",
         f"goodness of fit: R^2 {g.r2:.5f} (loss), {g.r2_log:.5f} (log-loss); RMS log residual {g.rmse_log:.4g}, "
         f"max {g.max_abs_log_residual:.4g}",
+        "log residuals (input order): " + ", ".join(f"{r:+.4f}" for r in g.log_residuals),
     ]
     if fit.holdout is not None:
         h = fit.holdout
@@ -209,10 +210,26 @@ def _parameter_table(rows: list[tuple[str, float, tuple[float, float] | None]], 
     width = max(len(name) for name, _, _ in rows)
     header = f"{int(round(100 * level))}% CI ({n_bootstrap} bootstrap refits)" if n_bootstrap else "CI: none (--bootstrap 0)"
     lines = [f"  {'parameter':<{width}}  {'value':>11}   {header}"]
+    wide = []
     for name, value, interval in rows:
         ci = "" if interval is None else f"[{_fmt(interval[0])}, {_fmt(interval[1])}]"
+        if interval_wider_than_estimate(value, interval):
+            ci += "  (wider than the estimate)"
+            wide.append(name.split()[0])
         lines.append(f"  {name:<{width}}  {_fmt(value):>11}   {ci}")
+    if wide:
+        lines.append(f"  WARNING: the interval of {', '.join(wide)} is wider than the estimate itself: not determined by these points")
     return lines
+
+
+def interval_wider_than_estimate(value: float, interval: tuple[float, float] | None) -> bool:
+    """True when a finite interval is wider than |value| (or not finite at all while the value is)."""
+    if interval is None or not np.isfinite(value):
+        return False
+    low, high = interval
+    if np.isnan(low) or np.isnan(high):
+        return False  # no interval was computed
+    return bool(high - low > abs(value))  # an infinite end counts as wider
 
 
 def _fmt(value: float) -> str:

@@ -33,16 +33,29 @@ VAL_COLUMNS = {
     "checker_score": "val/checker_score",
     "psnr": "val/psnr",
     "ssim": "val/ssim",
+    "psnr_predicted": "val/psnr_predicted",
+    "mse_predicted": "val/mse_predicted",
+    "psnr_expected": "val/psnr_expected",
+    "mse_expected": "val/mse_expected",
+    "psnr_tokenizer": "val/psnr_tokenizer",
 }
+D_INDEPENDENT = "mse_expected"
+"""The d-independent quality measure the vocabulary analysis ranks and fits d by: mean squared pixel error
+(in [-1, 1] units) of the held-out images decoded from the model's teacher-forced *expected* codes
+(2 p - 1) / sqrt(d) per bit, i.e. the posterior-mean latent (``val/mse_expected``; ``psnr_expected`` is
+the same error as PSNR). Its latent error is a Brier-type proper score of the bit probabilities; the
+argmax decode (``mse_predicted``) is shown beside it but moves less smoothly with model size (a more
+accurate model can flip a few high-magnitude coarse-scale signs the wrong way)."""
+QUALITY_PSNR = "psnr_expected"
 PROGRESS_COLUMNS = {"images_seen": "progress/images_seen", "tokens_seen": "progress/tokens_seen", "train_flops": "progress/train_flops"}
 COLUMNS = (
-    "run", "parent", "task", "status", "depth", "width", "d", "token_bits", "params_total", "params_non_embedding",
+    "run", "parent", "task", "status", "seed", "tokenizer_kind", "tokenizer_source", "depth", "width", "d", "token_bits", "params_total", "params_non_embedding",
     "train_flops", "images_seen", "tokens_seen", "budget_images", "step", *VAL_COLUMNS, "wall_time_s", "metrics_source",
 )  # fmt: skip
 FIT_COLUMNS = {"params": "params_non_embedding", "tokens": "tokens_seen", "loss": "val_loss", "flops": "train_flops", "bits": "d"}
 """Fit-CLI role -> the index column it copies (choose another with e.g. ``--params-col params_total``)."""
 COMPLETE = "complete"
-TEXT_COLUMNS = ("run", "parent", "task", "status", "metrics_source")
+TEXT_COLUMNS = ("run", "parent", "task", "status", "tokenizer_kind", "tokenizer_source", "metrics_source")
 
 
 def collect_results(runs_dir: str | Path) -> pd.DataFrame:
@@ -91,6 +104,9 @@ def run_row(run: RunData) -> dict[str, Any]:
         "parent": run.parent or "",
         "task": task,
         "status": str(summary.get("status", "partial")) if run.summary is not None else "partial",
+        "seed": _first_number(_get(config, "seed"), 0),
+        "tokenizer_kind": str(summary.get("kind") or _get(config, "tokenizer", "kind") or "bsq"),
+        "tokenizer_source": _tokenizer_source(task, summary, config),
         "depth": depth,
         "width": width,
         "d": _first_number(summary.get("d"), _get(config, "tokenizer", "d")),
@@ -123,6 +139,14 @@ def _token_bits_from_config(config: dict[str, Any]) -> float | None:
     return float(bits_per_token(d, bool(_get(config, "tokenizer", "patchify"))))
 
 
+def _tokenizer_source(task: str, summary: dict[str, Any], config: dict[str, Any]) -> str:
+    """Where the tokenizer came from: a tokenizer run says how it was made; a transformer run names its file."""
+    if task == "tokenizer":
+        steps = summary.get("step")
+        return str(summary.get("source") or (f"trained in this run ({steps} steps)" if steps is not None else "trained in this run"))
+    return str(_get(config, "tokenizer", "checkpoint") or "")
+
+
 def last_record_with(records: list[Record], key: str) -> Record:
     """The last record holding ``key`` ({} if none)."""
     return next((r for r in reversed(records) if key in r), {})
@@ -153,6 +177,8 @@ def _exclusion(row: dict[str, Any], needed: tuple[str, ...], include_partial: bo
         return f"a {row['task']} run"
     if row["status"] != COMPLETE and not include_partial:
         return f"{row['status']} (not complete)"
+    if np.isfinite(row.get("seed", 0)) and row.get("seed", 0) > 0:
+        return f"a seed replicate (seed {row['seed']:g}): shown in the seed spread, not fitted"
     bad = [c for c in needed if not (np.isfinite(row[c]) and row[c] > 0)]
     return f"{', '.join(bad)} missing or not finite" if bad else ""
 

@@ -19,12 +19,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from analysis import plots
+from analysis.report import json_safe as report_json_safe
 from analysis import report_html as h
 from analysis.curves import scale_accuracy, val_curve
-from analysis.results import TEXT_COLUMNS, results_table, write_results_csv
+from analysis.results import D_INDEPENDENT, TEXT_COLUMNS, results_table, write_results_csv
 from analysis.run_dirs import RunData, load_runs
 from analysis.run_errors import RunDataError
 from analysis.scaling_analysis import FitResult, ScalingAnalysis, analyze
@@ -32,9 +34,10 @@ from analysis.validation import FitInputError
 
 FIGURES = ("loss_vs_compute.png", "loss_vs_params.png", "isoflop.png", "vocab_bits_per_image.png", "bit_accuracy_per_scale.png")
 RUN_TABLE_COLUMNS = (
-    "run", "task", "status", "depth", "width", "d", "params_non_embedding", "params_total", "budget_images", "train_flops", "images_seen",
-    "tokens_seen", "val_loss", "ce_per_bit", "bits_per_image", "bits_per_pixel", "bit_accuracy", "token_accuracy",
-    "checker_score", "wall_time_s",
+    "run", "task", "status", "seed", "tokenizer_kind", "depth", "width", "d", "params_non_embedding", "params_total", "budget_images",
+    "train_flops", "images_seen", "tokens_seen", "val_loss", "ce_per_bit", "bits_per_image", "bits_per_pixel", "bit_accuracy",
+    "token_accuracy", "psnr_expected", "mse_expected", "psnr_predicted", "mse_predicted", "psnr_tokenizer", "checker_score", "psnr",
+    "wall_time_s",
 )  # fmt: skip
 
 
@@ -71,6 +74,8 @@ def write_report(
         "accuracy": plots.plot_scale_accuracy(table, {r.name: scale_accuracy(r) for r in runs}, out_dir / FIGURES[4]),
     }
     samples = _samples_section(runs, table, out_dir)
+    tokenizers = tokenizer_table(runs, table)
+    accuracy = scale_accuracy_table(runs, table)
     fits = analysis.record() | {
         "runs_dir": str(runs_dir),
         "n_runs": len(table),
@@ -78,8 +83,14 @@ def write_report(
         "include_partial": include_partial,
         "seconds": time.perf_counter() - clock,
     }
+    fits |= {
+        "tokenizers": report_json_safe(tokenizers.to_dict(orient="records")),
+        "tokenizer_spread": report_json_safe(tokenizer_spread(tokenizers).to_dict(orient="records")),
+        "bit_accuracy_per_scale": report_json_safe(accuracy.to_dict(orient="records")),
+        "main_figures": summary_lines(table, analysis, tokenizers, accuracy),
+    }
     (out_dir / "fits.json").write_text(json.dumps(fits, indent=2, allow_nan=False) + "\n")
-    sections = _sections(table, analysis, figures, samples, include_partial)
+    sections = _sections(table, analysis, figures, samples, include_partial, tokenizers, accuracy)
     subtitle = f"{_run_counts(table)} from {runs_dir}; generated {time.strftime('%Y-%m-%d %H:%M:%S')}"
     path = out_dir / "report.html"
     path.write_text(h.page("Scaling report", analysis.headline, subtitle, sections), encoding="utf-8")
@@ -96,7 +107,8 @@ def _prepare(out_dir: Path) -> None:
 
 
 def _sections(
-    table: pd.DataFrame, analysis: ScalingAnalysis, figures: dict[str, Path | None], samples: str, include_partial: bool
+    table: pd.DataFrame, analysis: ScalingAnalysis, figures: dict[str, Path | None], samples: str, include_partial: bool,
+    tokenizers: pd.DataFrame | None = None, accuracy: pd.DataFrame | None = None,
 ) -> list[h.Section]:
     excluded = (
         h.paragraph("Left out of the fits" + (" (partial runs included on request):" if include_partial else ":"))
@@ -104,8 +116,15 @@ def _sections(
         if analysis.excluded
         else h.paragraph("Every run is in the fits.")
     )
-    run_table = table.loc[:, list(RUN_TABLE_COLUMNS)]
+    run_table = table.loc[:, [c for c in RUN_TABLE_COLUMNS if c in table.columns]]
+    tokenizers = tokenizers if tokenizers is not None else pd.DataFrame()
+    accuracy = accuracy if accuracy is not None else pd.DataFrame()
     return [
+        h.Section("Main figures", _summary_body(table, analysis, tokenizers, accuracy)),
+        h.Section("Tokenizers", _tokenizer_body(tokenizers)),
+        h.Section("Bits per image against size (per d)", _bits_per_image_body(analysis, figures["vocab"])),
+        h.Section("Vocabulary: best d per size (d-independent measure)", _vocab_body(analysis)),
+        h.Section("Seed-to-seed spread", _seed_body(analysis, table)),
         h.Section(
             "Loss against compute",
             h.figure(figures["compute"], "Validation loss during training against exact training FLOPs (lines), final points "
@@ -127,24 +146,178 @@ def _sections(
             + _fit_texts(analysis.isoflop)
             + h.paragraph("Approach 3 (parametric L(N, D)): infinity-analyze fit --csv results.csv --form chinchilla."),
         ),
-        h.Section("Vocabulary (bits per token d)", _vocab_body(analysis, figures["vocab"])),
         h.Section(
             "Bit accuracy per scale",
-            h.figure(figures["accuracy"], "Final validation bit accuracy at each scale of the schedule (dotted: partial runs).",
-                     "No run logged val/bit_accuracy_scale/<k>."),
+            h.figure(figures["accuracy"], "Final validation bit accuracy (teacher forcing) at each scale of the schedule (dotted: partial runs).",
+                     "No run logged val/bit_accuracy_scale/<k>.")
+            + (h.table(accuracy, ("run", "tokenizer_kind")) if len(accuracy) else ""),
         ),
         h.Section("Samples", samples),
         h.Section("Runs", excluded + h.table(run_table, TEXT_COLUMNS)),
     ]
 
 
-def _vocab_body(analysis: ScalingAnalysis, image: Path | None) -> str:
-    body = h.figure(image, "Validation bits per image (the same unit for every d) against non-embedding parameters.",
-                    "No complete runs with bits per image.")
+def summary_lines(table: pd.DataFrame, analysis: ScalingAnalysis, tokenizers: pd.DataFrame, accuracy: pd.DataFrame) -> list[str]:
+    """The study's figures in one list, each naming its measure (also written to fits.json)."""
+    lines = []
+    spread = tokenizer_spread(tokenizers)
+    if not spread.empty:
+        kinds = ", ".join(sorted(set(tokenizers["kind"])))
+        parts = [f"d={r.d:g} {r.psnr_mean:.2f} dB (spread {r.psnr_spread:.2f} over {r.seeds} seeds)" for r in spread.itertuples()]
+        lines.append(f"Tokenizers ({kinds}), held-out PSNR: " + "; ".join(parts) + ".")
+    if len(accuracy):
+        later = [c for c in accuracy.columns if c.startswith("scale_") and c != "scale_1"]
+        if later:
+            values = accuracy[later].to_numpy(dtype=float)
+            i, j = np.unravel_index(np.nanargmax(values), values.shape)
+            lines.append(f"Bit accuracy (teacher forcing) on scales after the first: at most {values[i, j]:.4f} ({accuracy['run'].iloc[i]}, {later[j]}).")
+    runs = table[(table["task"] == "transformer") & (table["parent"] == "") & (table["status"] == "complete") & (table["seed"] == 0)]
+    for d, fit in analysis.bits_per_image_loglog.items():
+        at = runs[runs["d"] == d].sort_values("params_non_embedding")
+        values = " / ".join(f"{v:.1f}" for v in at["bits_per_image"])
+        if hasattr(fit, "alpha"):
+            low, high = fit.alpha_interval
+            flag = " WARNING: interval wider than alpha" if fit.interval_wider_than_estimate else ""
+            lines.append(f"d={d:g}: bits per image {values} over {fit.n_points} sizes; log-log r = {fit.r:.4f}, alpha = {fit.alpha:.4g} [{low:.4g}, {high:.4g}]{flag}.")
+        else:
+            lines.append(f"d={d:g}: bits per image {values}; log-log line not fitted ({fit}).")
+        checker = at["checker_score"].to_numpy(dtype=float)
+        if checker.size:
+            lines.append(f"d={d:g}: checker score on samples, smallest to largest size: " + " / ".join(f"{v:.3f}" for v in checker) + ".")
     if not analysis.best_bits.empty:
-        body += h.paragraph("Best d per model size: lowest bits per image observed, and predicted by the per-d laws.")
-        body += h.table(analysis.best_bits)
-    return body + _fit_texts(analysis.bits_per_image_vs_params) + h.preformatted(analysis.vocab.text())
+        pairs = ", ".join(f"depth {r.depth:g}: d={r.best_d_observed:g}" for r in analysis.best_bits.itertuples())
+        lines.append(f"Best d per size (lowest {D_INDEPENDENT}, d-independent): {pairs}.")
+    fit = analysis.vocab.fit
+    if fit is not None:
+        params = ", ".join(f"{name} = {getattr(fit, name):.4g}" for name in ("E", "A", "alpha", "gamma", "B", "beta"))
+        lines.append(f"Joint law in {D_INDEPENDENT}, {analysis.vocab.title.split(' in ')[0].replace('joint vocabulary law ', '')}: "
+                     f"{params} ({fit.n_points} runs, R^2 {fit.goodness.r2:.4f}).")
+    else:
+        lines.append(f"Joint law L(N, d): not fitted ({analysis.vocab.note}).")
+    return lines
+
+
+def _summary_body(table: pd.DataFrame, analysis: ScalingAnalysis, tokenizers: pd.DataFrame, accuracy: pd.DataFrame) -> str:
+    lines = summary_lines(table, analysis, tokenizers, accuracy)
+    return h.bullet_list(lines) if lines else h.note("No runs to summarize.")
+
+
+def _bits_per_image_body(analysis: ScalingAnalysis, image: Path | None) -> str:
+    body = h.figure(image, "Measure: validation NLL in bits per image (per-bit cross-entropy / ln 2 x d x tokens per image, "
+                    "teacher forcing) against non-embedding parameters, with the per-d laws with a floor. Bits per image "
+                    "compare models of one d; across d they also count the extra bits a larger d encodes, so they do not "
+                    "rank vocabularies (the next section does, in a d-independent measure).", "No complete runs with bits per image.")
+    for d, fit in analysis.bits_per_image_loglog.items():
+        text = fit.text("non-embedding params") if hasattr(fit, "text") else f"not fitted: {fit}"
+        body += h.preformatted(f"bits per image vs non-embedding params, d={d:g}\n{text}")
+    return body + _fit_texts(analysis.bits_per_image_vs_params)
+
+
+def _vocab_body(analysis: ScalingAnalysis) -> str:
+    body = h.paragraph(
+        "Measure: mse_expected, the mean squared pixel error (images in [-1, 1]) against the originals of the held-out images "
+        "decoded from the model's own teacher-forced predictions (every scale predicted from the true earlier scales), taking "
+        "each bit's expected code (2p - 1)/sqrt(d): the posterior-mean latent, a proper (Brier-type) score of the bit "
+        "probabilities; psnr_expected is the same error as PSNR (dB, higher is better). Beside it, psnr_predicted decodes the "
+        "argmax bits. All have the same unit for every d: a larger d reconstructs better but leaves more bits to predict. "
+        "The joint law L(N, d) is fitted to mse_expected."
+    )
+    if not analysis.best_bits.empty:
+        body += h.paragraph("Best d per model size: lowest mse_expected observed, and the d the joint law predicts best at that N.")
+        body += h.table(analysis.best_bits, ("best_d_predicted_by",))
+    return body + h.preformatted(analysis.vocab.text()) + _fit_texts(analysis.quality_vs_params)
+
+
+def _seed_body(analysis: ScalingAnalysis, table: pd.DataFrame) -> str:
+    spread = analysis.seed_spread
+    if spread.empty:
+        return h.note("No model size has runs of two or more seeds (set sweep.seeds=2).")
+    body = h.paragraph(
+        "Runs of the smallest size repeated with another seed (initialization and data order). Seed replicates are shown here "
+        "and left out of every fit. Beside each spread, the effect it is compared with."
+    )
+    body += h.table(spread)
+    runs = table[(table["task"] == "transformer") & (table["parent"] == "") & (table["status"] == "complete") & (table["seed"] == 0)]
+    lines = []
+    for row in spread.itertuples(index=False):
+        at = runs[runs["d"] == row.d].sort_values("params_non_embedding")
+        if len(at) < 2:
+            continue
+        effect = float(at["bits_per_image"].iloc[0] - at["bits_per_image"].iloc[-1])
+        quality = float(at["psnr_expected"].iloc[-1] - at["psnr_expected"].iloc[0])
+        lines.append(
+            f"d={row.d:g}: bits per image fall by {effect:.3g} from the smallest to the largest size; seed spread at the smallest "
+            f"{row.bits_per_image_spread:.3g} ({'larger' if abs(effect) > row.bits_per_image_spread else 'NOT larger'} than the spread). "
+            f"psnr_expected changes by {quality:+.3g} dB; seed spread {row.psnr_expected_spread:.3g} dB."
+        )
+    return body + (h.bullet_list(lines) if lines else "")
+
+
+def _tokenizer_body(tokenizers: pd.DataFrame) -> str:
+    if tokenizers.empty:
+        return h.note("No tokenizer runs in this folder (the transformer runs name their tokenizer file in the run table).")
+    body = h.paragraph(
+        "Each tokenizer: its kind (pca: the fitted linear stand-in of infinity_train/tokenizer/pca_tokenizer.py; bsq: the learned "
+        "CNN autoencoder), where it came from, and its held-out reconstruction PSNR, after all scales and after each prefix of "
+        "scales (psnr_scales_k: scales 1..k+1 decoded). The transformer runs of d use the seed-0 tokenizer of d; other seeds "
+        "measure the spread."
+    )
+    body += h.table(tokenizers, ("run", "kind", "source"))
+    spread = tokenizer_spread(tokenizers)
+    if not spread.empty:
+        body += h.paragraph("Held-out PSNR per d over tokenizer seeds, and its rise from the previous d against the seed spread:")
+        body += h.table(spread, ("verdict",))
+    return body
+
+
+def tokenizer_table(runs: list[RunData], table: pd.DataFrame) -> pd.DataFrame:
+    rows = table.set_index("run")
+    out = []
+    for run in runs:
+        if run.name not in rows.index or rows.at[run.name, "task"] != "tokenizer":
+            continue
+        final = (run.summary or {}).get("final") or {}
+        row = {
+            "run": run.name, "d": rows.at[run.name, "d"], "seed": rows.at[run.name, "seed"], "kind": rows.at[run.name, "tokenizer_kind"],
+            "source": rows.at[run.name, "tokenizer_source"], "psnr": rows.at[run.name, "psnr"],
+        }  # fmt: skip
+        row |= {f"psnr_scales_{k.rsplit('/', 1)[1]}": float(v) for k, v in sorted(final.items()) if k.startswith("val/psnr_scales/")}
+        if "val/parent_bit_dependence" in final:
+            row["parent_bit_dependence"] = float(final["val/parent_bit_dependence"])
+        out.append(row)
+    return pd.DataFrame(out)
+
+
+def tokenizer_spread(tokenizers: pd.DataFrame) -> pd.DataFrame:
+    if tokenizers.empty or "psnr" not in tokenizers:
+        return pd.DataFrame()
+    rows, previous = [], None
+    for d, group in tokenizers.groupby("d"):
+        values = group["psnr"].to_numpy(dtype=float)
+        row = {"d": d, "seeds": len(values), "psnr_mean": float(values.mean()), "psnr_spread": float(values.max() - values.min())}
+        if previous is not None:
+            rise = row["psnr_mean"] - previous["psnr_mean"]
+            spread = max(row["psnr_spread"], previous["psnr_spread"])
+            row["rise_from_previous_d"] = rise
+            row["verdict"] = "rise > seed spread" if rise > spread else "rise NOT above the seed spread"
+        rows.append(row)
+        previous = row
+    return pd.DataFrame(rows)
+
+
+def scale_accuracy_table(runs: list[RunData], table: pd.DataFrame) -> pd.DataFrame:
+    """Per transformer run: final validation bit accuracy of every scale."""
+    rows = table.set_index("run")
+    out = []
+    for run in runs:
+        if run.name not in rows.index or rows.at[run.name, "task"] != "transformer":
+            continue
+        accuracy = scale_accuracy(run)
+        if accuracy.size == 0:
+            continue
+        out.append({"run": run.name, "d": rows.at[run.name, "d"], "depth": rows.at[run.name, "depth"], "seed": rows.at[run.name, "seed"],
+                    **{f"scale_{k + 1}": float(v) for k, v in enumerate(accuracy)}})
+    return pd.DataFrame(out)
 
 
 def _fit_texts(results: dict[float, FitResult]) -> str:

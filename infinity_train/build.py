@@ -8,11 +8,12 @@ from pathlib import Path
 
 import torch
 
-from infinity_train.config.schema import TrainConfig
+from infinity_train.config.schema import TokenizerKind, TrainConfig
 from infinity_train.config.text_encoders import resolve_text_encoder
 from infinity_train.models.infinity import InfinityTransformer
 from infinity_train.sizing import shape_from_config
 from infinity_train.tokenizer import BitwiseTokenizer, load_tokenizer_checkpoint
+from infinity_train.tokenizer.pca_tokenizer import PcaTokenizer
 
 log = logging.getLogger(__name__)
 
@@ -37,12 +38,17 @@ def build_transformer(cfg: TrainConfig, device: torch.device | str = "cpu") -> I
         )
 
 
-def build_tokenizer(cfg: TrainConfig) -> BitwiseTokenizer:
-    """A freshly initialized tokenizer of the config's architecture (for tokenizer training)."""
-    return BitwiseTokenizer.from_config(cfg.tokenizer)
+def build_tokenizer(cfg: TrainConfig) -> BitwiseTokenizer | PcaTokenizer:
+    """A fresh tokenizer of the config's kind: the learned CNN autoencoder (``tokenizer.kind=bsq``,
+    initialized for training) or the linear PCA tokenizer (``kind=pca``, still to be fitted)."""
+    if cfg.tokenizer.kind == TokenizerKind.pca:
+        return PcaTokenizer(cfg.tokenizer.d)
+    if cfg.tokenizer.kind == TokenizerKind.bsq:
+        return BitwiseTokenizer.from_config(cfg.tokenizer)
+    raise ValueError(f"unknown tokenizer.kind {cfg.tokenizer.kind!r}; choose one of {', '.join(k.value for k in TokenizerKind)}")
 
 
-def load_trained_tokenizer(cfg: TrainConfig, device: torch.device | str = "cpu") -> BitwiseTokenizer:
+def load_trained_tokenizer(cfg: TrainConfig, device: torch.device | str = "cpu") -> BitwiseTokenizer | PcaTokenizer:
     """The frozen tokenizer a transformer run trains on: ``tokenizer.checkpoint`` (a tokenizer run's
     export, a reference ``infinity_vae_*`` file, or a run directory whose export holds one)."""
     if not cfg.tokenizer.checkpoint:
@@ -58,7 +64,10 @@ def load_trained_tokenizer(cfg: TrainConfig, device: torch.device | str = "cpu")
     tokenizer = load_tokenizer_checkpoint(path)
     if tokenizer.d != cfg.tokenizer.d:
         raise ValueError(f"tokenizer.checkpoint {path} has d={tokenizer.d} but the config says tokenizer.d={cfg.tokenizer.d}")
-    log.info("tokenizer d=%d loaded from %s", tokenizer.d, path)
+    kind = getattr(tokenizer, "kind", TokenizerKind.bsq.value)
+    if kind != cfg.tokenizer.kind.value:
+        raise ValueError(f"tokenizer.checkpoint {path} is a {kind} tokenizer but the config says tokenizer.kind={cfg.tokenizer.kind.value}")
+    log.info("%s tokenizer d=%d loaded from %s", kind, tokenizer.d, path)
     return tokenizer.to(device).eval().requires_grad_(False)
 
 

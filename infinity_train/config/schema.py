@@ -13,6 +13,11 @@ class Task(str, Enum):
     tokenizer = "tokenizer"
 
 
+class TokenizerKind(str, Enum):
+    bsq = "bsq"  # the learned CNN autoencoder with multi-scale BSQ (Infinity's tokenizer)
+    pca = "pca"  # a fitted linear stand-in: whitened patch PCA + the same quantizer + a least-squares decoder
+
+
 class Strategy(str, Enum):
     single = "single"
     ddp = "ddp"
@@ -128,8 +133,14 @@ class TokenizerLossConfig:
 
 
 @dataclass
+class PcaTokenizerConfig:
+    fit_images: int = 2048  # training images the patch PCA and its decoder are fitted on
+
+
+@dataclass
 class TokenizerConfig:
     name: str = "custom"
+    kind: TokenizerKind = TokenizerKind.bsq  # bsq: trained CNN autoencoder; pca: fitted linear tokenizer (see pca_tokenizer.py)
     d: int = 16
     base_channels: int = 128
     channel_multipliers: list[int] = field(default_factory=lambda: [1, 2, 4, 4, 4])
@@ -140,6 +151,7 @@ class TokenizerConfig:
     checkpoint: Optional[str] = None  # trained or reference tokenizer weights
     lr: float = 1e-4
     loss: TokenizerLossConfig = field(default_factory=TokenizerLossConfig)
+    pca: PcaTokenizerConfig = field(default_factory=PcaTokenizerConfig)
 
 
 @dataclass
@@ -223,6 +235,8 @@ class LoggingConfig:
     keep_every: int = 0  # 0: keep no extra permanent checkpoints
     val_batches: int = 0  # held-out batches per validation (0: the whole held-out split)
     sample_prompts: int = 8  # held-out captions in each sample grid
+    sample_cfg: float = 3.0  # classifier-free guidance of the sample grids
+    sample_tau: float = 1.0  # temperature of the sample grids
     progress: str = "auto"  # auto (bar on a TTY, log lines otherwise) | bar | lines
 
 
@@ -255,6 +269,8 @@ class SweepConfig:
     overrides: list[str] = field(default_factory=list)  # applied to every transformer run
     tokenizer_overrides: list[str] = field(default_factory=list)  # applied to every tokenizer run
     tokenizer_checkpoints: dict[str, str] = field(default_factory=dict)  # d -> a trained tokenizer to reuse
+    tokenizer: Optional[str] = None  # tokenizer config option of every run (pca, cpu_d16, ...); None: the base config's
+    seeds: int = 1  # seeds of the smallest depth (seed 0 is the plain run; seed s > 0 runs as depth<D>_d<d>_seed<s>)
     run_overrides: dict[str, list[str]] = field(default_factory=dict)  # run name -> extra overrides
     parallel_runs: int = 1
 

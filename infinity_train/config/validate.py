@@ -11,6 +11,7 @@ from infinity_train import geometry
 from infinity_train.geometry import SUPPORTED_D, latent_stride
 from infinity_train.config.compose import ConfigError
 from infinity_train.config.schema import (
+    TokenizerKind,
     DataSource,
     ModelConfig,
     ScheduleName,
@@ -94,10 +95,12 @@ def _check_tokenizer(cfg: TrainConfig, problems: list[str]) -> None:
             problems.append(f"tokenizer.loss.{key} must be >= 0, got {getattr(loss, key)}")
     if loss.gan_kind not in ("hinge", "non_saturating"):
         problems.append(f"tokenizer.loss.gan_kind must be hinge or non_saturating, got {loss.gan_kind!r}")
-    if cfg.task == Task.tokenizer and loss.perceptual > 0 and not loss.perceptual_weights:
+    if cfg.task == Task.tokenizer and t.kind == TokenizerKind.bsq and loss.perceptual > 0 and not loss.perceptual_weights:
         problems.append("tokenizer.loss.perceptual > 0 needs tokenizer.loss.perceptual_weights (a VGG feature weights file), or set it to 0")
     if t.lr <= 0:
         problems.append(f"tokenizer.lr must be positive, got {t.lr}")
+    if t.pca.fit_images < 1:
+        problems.append(f"tokenizer.pca.fit_images must be >= 1, got {t.pca.fit_images}")
 
 
 def _check_data(cfg: TrainConfig, problems: list[str]) -> None:

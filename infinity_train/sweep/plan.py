@@ -60,43 +60,68 @@ def plan_sweep(sweep_overrides: list[str]) -> SweepPlan:
     sweep = base.sweep
     if not sweep.depths or not sweep.bits or not sweep.image_budgets:
         raise ConfigError(f"sweep={sweep.name} has no runs: set sweep.depths, sweep.bits and sweep.image_budgets (or pick sweep=cpu_small)")
+    if sweep.seeds < 1:
+        raise ConfigError(f"sweep.seeds must be >= 1, got {sweep.seeds}")
     names = {f"depth{depth}_d{bits}" for depth in sweep.depths for bits in sweep.bits}
     unknown = set(sweep.run_overrides) - names
     if unknown:
         raise ConfigError(f"sweep.run_overrides names runs that are not in the grid: {', '.join(sorted(unknown))}")
     root = Path(base.run_dir) if base.run_dir else Path("runs") / sweep.name
     runs = [_tokenizer_run(sweep_overrides, base, root, bits) for bits in sweep.bits]
+    runs += [_tokenizer_run(sweep_overrides, base, root, bits, seed) for seed in range(1, sweep.seeds) for bits in sweep.bits
+             if not sweep.tokenizer_checkpoints.get(str(bits))]
     for depth in sweep.depths:
         for bits in sweep.bits:
             runs += _transformer_runs(sweep_overrides, base, root, depth, bits)
+    smallest = min(sweep.depths)
+    for seed in range(1, sweep.seeds):
+        for bits in sweep.bits:
+            runs += _transformer_runs(sweep_overrides, base, root, smallest, bits, seed)
     return SweepPlan(base, root, runs)
 
 
-def _tokenizer_run(sweep_overrides: list[str], base: TrainConfig, root: Path, bits: int) -> PlannedRun:
-    name = f"tokenizers/d{bits}"
+def tokenizer_option(base: TrainConfig) -> list[str]:
+    """``tokenizer=<option>`` for every run when the sweep names one (e.g. pca), else nothing."""
+    return [f"tokenizer={base.sweep.tokenizer}"] if base.sweep.tokenizer else []
+
+
+def _tokenizer_run(sweep_overrides: list[str], base: TrainConfig, root: Path, bits: int, seed: int = 0) -> PlannedRun:
+    """The tokenizer of d bits; ``seed`` > 0: a second fit or training with another seed, which only
+    measures the tokenizer's seed-to-seed spread (the transformers use seed 0's)."""
+    suffix = f"_seed{seed}" if seed else ""
+    name = f"tokenizers/d{bits}{suffix}"
     run_dir = root / name
-    reused = base.sweep.tokenizer_checkpoints.get(str(bits))
-    overrides = [*sweep_overrides, *base.sweep.tokenizer_overrides, "task=tokenizer", f"tokenizer.d={bits}", f"name={base.sweep.name}/tokenizer_d{bits}", f"run_dir={run_dir}"]
+    reused = None if seed else base.sweep.tokenizer_checkpoints.get(str(bits))
+    overrides = [
+        *sweep_overrides, *tokenizer_option(base), *base.sweep.tokenizer_overrides, "task=tokenizer", f"tokenizer.d={bits}",
+        *([f"seed={seed}"] if seed else []), f"name={base.sweep.name}/tokenizer_d{bits}{suffix}", f"run_dir={run_dir}",
+    ]  # fmt: skip
     _compose(overrides)
     kind = "reused" if reused else "tokenizer"
     return PlannedRun(name, kind, Path(reused) if reused else run_dir, overrides, bits=bits)
 
 
-def _transformer_runs(sweep_overrides: list[str], base: TrainConfig, root: Path, depth: int, bits: int) -> list[PlannedRun]:
+def _transformer_runs(sweep_overrides: list[str], base: TrainConfig, root: Path, depth: int, bits: int, seed: int = 0) -> list[PlannedRun]:
+    """The runs of one (depth, d): every budget (or cooldown branch); with ``seed`` > 0 only the
+    largest budget, as ``depth<D>_d<d>_seed<s>`` (the seed-to-seed spread of the smallest size)."""
     sweep = base.sweep
-    name = f"depth{depth}_d{bits}"
+    name = f"depth{depth}_d{bits}" + (f"_seed{seed}" if seed else "")
     tokenizer = sweep.tokenizer_checkpoints.get(str(bits)) or str(root / "tokenizers" / f"d{bits}")
     common = [
         *sweep_overrides,
+        *tokenizer_option(base),
         f"model={sweep.model}",
         f"model.depth={depth}",
         f"tokenizer.d={bits}",
         *sweep.overrides,
-        *sweep.run_overrides.get(name, []),
+        *sweep.run_overrides.get(f"depth{depth}_d{bits}", []),
+        *([f"seed={seed}"] if seed else []),
         f"tokenizer.checkpoint={tokenizer}",
     ]
     shaped = _compose(common)  # the run's own batch size and schedule decide its step counts
     budgets = sorted(set(sweep.image_budgets))
+    if seed:
+        budgets = budgets[-1:]
     largest = steps_for(budgets[-1], shaped)
     after = [f"tokenizers/d{bits}"]
     if shaped.schedule.name != ScheduleName.wsd or len(budgets) == 1:

@@ -64,6 +64,8 @@ class TokenizerOutput:
 
 
 class BitwiseTokenizer(nn.Module):
+    kind = "bsq"  # tokenizer.kind of the learned CNN autoencoder (the other kind: pca_tokenizer.PcaTokenizer)
+
     def __init__(
         self,
         d: int,

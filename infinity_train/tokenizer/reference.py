@@ -189,8 +189,13 @@ def load_tokenizer_state(tokenizer: BitwiseTokenizer, state_dict: Mapping[str, t
 
 
 def load_tokenizer_checkpoint(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> BitwiseTokenizer:
-    """Build a tokenizer with the architecture read off the file and load it."""
+    """Build a tokenizer with the architecture read off the file and load it (a fitted PCA
+    tokenizer's file, tensors ``pca.*``, gives a :class:`PcaTokenizer`)."""
     state = read_checkpoint(path, map_location)
+    from infinity_train.tokenizer.pca_tokenizer import PcaTokenizer, is_pca_state
+
+    if is_pca_state(state):
+        return PcaTokenizer.from_file_state(state)  # type: ignore[return-value]
     tokenizer = BitwiseTokenizer(**infer_architecture(state))
     load_tokenizer_state(tokenizer, state)
     return tokenizer

@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         return exit_codes.CONFIG_ERROR
-    from infinity_train.config.schema import Strategy
+    from infinity_train.config.schema import Strategy, Task, TokenizerKind
 
     if cfg.parallel.strategy == Strategy.deepspeed and world.launcher == "single":
         print(
@@ -75,6 +75,14 @@ def main(argv: list[str] | None = None) -> int:
     from infinity_train.train.trainer import NonFiniteError, Trainer
 
     try:
+        if cfg.task == Task.tokenizer and cfg.tokenizer.kind == TokenizerKind.pca:
+            from infinity_train.train.pca_fit import fit_pca_run
+
+            try:
+                return fit_pca_run(cfg, resolved, world)
+            except (FileNotFoundError, ValueError) as error:
+                print(f"error: {error}", file=sys.stderr)
+                return exit_codes.CONFIG_ERROR
         try:
             trainer = Trainer(cfg, resolved, world)
         except (CheckpointMismatch, FileNotFoundError, ConfigError, ValueError) as error:

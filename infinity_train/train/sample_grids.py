@@ -30,8 +30,11 @@ SAMPLE_TAU = 1.0
 
 
 class SampleGrids:
-    def __init__(self, task: Any, held_out: Any, count: int, resolution: int, directory: Path, world: World) -> None:
+    def __init__(
+        self, task: Any, held_out: Any, count: int, resolution: int, directory: Path, world: World, cfg: float = SAMPLE_CFG, tau: float = SAMPLE_TAU
+    ) -> None:
         self.task, self.world, self.directory = task, world, directory
+        self.cfg, self.tau = cfg, tau
         self.schedule = geometry.scale_schedule(resolution, 1.0)
         self.prompts: list[str] = []
         self.specs: list[dict | None] = []
@@ -53,7 +56,7 @@ class SampleGrids:
         model = build_transformer(self.task.cfg)
         model.load_state_dict(state)
         model.to(self.task.device)
-        images = sample_images(model, self.task.tokenizer, self.task.text_encoder, self.prompts, self.schedule, cfg=SAMPLE_CFG, tau=SAMPLE_TAU, seed=SAMPLE_SEED)
+        images = sample_images(model, self.task.tokenizer, self.task.text_encoder, self.prompts, self.schedule, cfg=self.cfg, tau=self.tau, seed=SAMPLE_SEED)
         rows = max(1, int(len(self.prompts) ** 0.5))
         path = save_grid(images, self.directory / f"step_{step:08d}.png", rows)
         if final:

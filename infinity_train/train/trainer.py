@@ -118,7 +118,9 @@ class Trainer:
         if self.task.name == "transformer" and self.held_out is not None and lg.sample_prompts > 0:
             from infinity_train.train.sample_grids import SampleGrids
 
-            self.samples = SampleGrids(self.task, self.held_out, lg.sample_prompts, cfg.data.resolution, self.run_dir.path / "samples", world)
+            self.samples = SampleGrids(
+                self.task, self.held_out, lg.sample_prompts, cfg.data.resolution, self.run_dir.path / "samples", world, lg.sample_cfg, lg.sample_tau
+            )
         self.peak_tflops = peak_tflops(self.device)
         self.last_validation: dict[str, float] = {}
         self._restore()

@@ -99,6 +99,7 @@ class TransformerTask(Task):
             "text_lengths": text.lengths.tolist(),
             "captions": batch.get("captions"),
             "specs": batch.get("specs"),
+            "images": batch.get("images") if not training else None,
         }
 
     def loss(self, unit: str, micro: dict[str, Any], step: int) -> tuple[torch.Tensor, Metrics]:
@@ -147,7 +148,46 @@ class TransformerTask(Task):
             sums[f"tokens_scale/{k}"] = torch.tensor(images * n)
             sums[f"ce_scale/{k}"] = result.scale_losses[k].double().cpu() * images * n
             sums[f"correct_scale/{k}"] = result.scale_bit_accuracy[k].double().cpu() * images * n
+        if micro.get("images") is not None and not self.tokenizer.patchify:
+            sums |= self._decoded_prediction_sums(micro["images"].to(self.device).float(), logits, plain.labels, schedule)
         return {k: v.double() for k, v in sums.items()}
+
+    def _decoded_prediction_sums(self, images: torch.Tensor, logits: torch.Tensor, labels: list[torch.Tensor], schedule) -> dict[str, torch.Tensor]:
+        """Pixel error against the originals of held-out images decoded from the model's own teacher-forced
+        predictions (each scale predicted from the true earlier scales), in the same unit for every d:
+
+        * ``predicted``: the argmax bits of every scale, decoded (PSNR and mean squared error, [-1, 1] units);
+        * ``expected``: the expected codes (2 p - 1) / sqrt(d) of every bit under the model, summed and
+          decoded: the posterior-mean latent, whose error is a Brier-type (proper) score of the bit
+          probabilities, so it rewards calibrated confidence and not only the most likely sign;
+        * ``tokenizer``: the true bits decoded (the ceiling a perfect model reaches)."""
+        from infinity_train.tokenizer.image_metrics import psnr
+        from infinity_train.tokenizer.quantizer import RunningSum
+
+        probability = logits.float().softmax(-1)[..., 1]  # (B, L, d): P(bit = 1)
+        predicted = probability > 0.5
+        bits_scales, expected_scales, offset = [], [], 0
+        for h, w in schedule:
+            chunk = slice(offset, offset + h * w)
+            bits_scales.append(predicted[:, chunk].reshape(predicted.shape[0], h, w, predicted.shape[-1]))
+            codes = (2 * probability[:, chunk] - 1) / math.sqrt(probability.shape[-1])
+            expected_scales.append(codes.transpose(1, 2).reshape(codes.shape[0], codes.shape[-1], h, w))
+            offset += h * w
+        decoded = self.tokenizer.bits_to_image(bits_scales, schedule).float()
+        latent_schedule = self.tokenizer.latent_schedule(schedule)
+        running = RunningSum(expected_scales[0].new_zeros((images.shape[0], self.tokenizer.d, *latent_schedule[-1])))
+        for codes in expected_scales:
+            running.add(codes)
+        expected = self.tokenizer.decode(running.total).float()
+        reconstructed = self.tokenizer.bits_to_image(labels, schedule).float()
+        return {
+            "decoded_images": torch.tensor(float(images.shape[0])),
+            "psnr_predicted": psnr(decoded, images).double().sum().cpu(),
+            "mse_predicted": (decoded - images).pow(2).mean(dim=(1, 2, 3)).double().sum().cpu(),
+            "psnr_expected": psnr(expected, images).double().sum().cpu(),
+            "mse_expected": (expected - images).pow(2).mean(dim=(1, 2, 3)).double().sum().cpu(),
+            "psnr_tokenizer": psnr(reconstructed, images).double().sum().cpu(),
+        }
 
     def validation_metrics(self, sums: Mapping[str, float]) -> dict[str, float]:
         k_range = range(self.num_scales)
@@ -167,6 +207,13 @@ class TransformerTask(Task):
         for k in k_range:
             metrics[f"val/ce_scale/{k}"] = sums[f"ce_scale/{k}"] / sums[f"tokens_scale/{k}"]
             metrics[f"val/bit_accuracy_scale/{k}"] = sums[f"correct_scale/{k}"] / sums[f"tokens_scale/{k}"]
+        if sums.get("decoded_images"):
+            n = sums["decoded_images"]
+            metrics["val/psnr_predicted"] = sums["psnr_predicted"] / n
+            metrics["val/mse_predicted"] = sums["mse_predicted"] / n
+            metrics["val/psnr_expected"] = sums["psnr_expected"] / n
+            metrics["val/mse_expected"] = sums["mse_expected"] / n
+            metrics["val/psnr_tokenizer"] = sums["psnr_tokenizer"] / n
         return metrics
 
 

@@ -54,9 +54,12 @@ def test_the_headline_exponent_is_inside_its_interval_around_the_truth(full_repo
 def test_the_vocabulary_comparison_finds_the_crossover(full_report):
     _, _, result = full_report
     best = pd.DataFrame(result.fits["best_bits_by_size"]).sort_values("params")
-    # In bits per image, d=8 is best for the smallest models and d=16 for the largest (the law's crossover).
+    # In the d-independent measure (mse_expected), d=8 is best for the smallest models and d=16 for the
+    # largest (the law's crossover); bits per image would say d=8 everywhere it has fewer bits to code.
+    assert result.fits["best_bits_measure"].startswith("mse_expected")
     assert best["best_d_observed"].iloc[0] == 8 and best["best_d_observed"].iloc[-1] == 16
     assert best["best_d_predicted"].iloc[0] == 8 and best["best_d_predicted"].iloc[-1] == 16
+    assert set(best["best_d_predicted_by"]) == {"per-d power laws"}  # two values of d: no joint law
     assert not result.fits["vocab"]["fitted"] and "3 distinct values of bits" in result.fits["vocab"]["reason"]
     frontier = result.fits["compute_frontier"]["8"]
     assert frontier["fitted"] and frontier["x"] == "flops"

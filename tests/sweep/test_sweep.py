@@ -23,6 +23,8 @@ def tiny_sweep(root: Path, data: Path) -> list[str]:
         "sweep.depths=[1,2]",
         "sweep.bits=[8]",
         "sweep.image_budgets=[64,128]",
+        "sweep.seeds=1",
+        "sweep.tokenizer=cpu_d16",  # the learned tokenizer's path (the main job's default, pca, is planned below)
         "sweep.tokenizer_overrides=['experiment=tokenizer_cpu','schedule.total_steps=2','schedule.warmup_steps=1']",
         "sweep.overrides=['schedule.warmup_steps=1','logging.log_every=2','logging.val_every=0','logging.checkpoint_every=4','logging.sample_prompts=2']",
         "tokenizer.base_channels=16",
@@ -52,6 +54,18 @@ def test_plan_branches_smaller_budgets_off_the_largest_run(tmp_path):
     assert "schedule.total_steps=8" in branch.overrides and branch.after == ["depth1_d8"]
     assert any(o.endswith("depth1_d8/checkpoints/step_00000006") for o in branch.overrides)
     assert main.description["parameters"]["total"] < plan.runs[3].description["parameters"]["total"]
+
+
+def test_the_main_job_plans_pca_tokenizers_and_seed_replicates(tmp_path):
+    plan = plan_sweep(["sweep=cpu_small", "sweep.bits=[8]", "sweep.depths=[1]", f"run_dir={tmp_path}"])
+    assert [r.name for r in plan.runs] == ["tokenizers/d8", "tokenizers/d8_seed1", "depth1_d8", "depth1_d8_seed1"]
+    by_name = {r.name: r for r in plan.runs}
+    assert all("tokenizer=pca" in r.overrides for r in plan.runs)
+    assert "seed=1" in by_name["tokenizers/d8_seed1"].overrides and "seed=1" in by_name["depth1_d8_seed1"].overrides
+    assert f"tokenizer.checkpoint={tmp_path / 'tokenizers' / 'd8'}" in by_name["depth1_d8_seed1"].overrides  # seed 0's tokenizer
+    assert plan.config.sweep.parallel_runs == 2
+    with pytest.raises(ConfigError, match="sweep.seeds must be >= 1"):
+        plan_sweep(["sweep=cpu_small", "sweep.seeds=0", f"run_dir={tmp_path}"])
 
 
 @pytest.mark.parametrize(

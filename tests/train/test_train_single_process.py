@@ -79,6 +79,9 @@ def test_transformer_run_directory(reference_run):
     ).stdout)
     assert summary["params_total"] == described["parameters"]["total"]
     assert summary["final"]["val/bits_per_image"] == pytest.approx(summary["final"]["val/bits_per_token"] * 21)
+    final = summary["final"]  # the d-independent quality of the model's own teacher-forced predictions, and its ceiling
+    assert 0 < final["val/psnr_predicted"] and 0 < final["val/mse_predicted"] <= 4 and final["val/psnr_tokenizer"] > 0
+    assert 0 < final["val/mse_expected"] <= 4 and final["val/psnr_expected"] > 0
     records = [json.loads(line) for line in (reference_run / "metrics.jsonl").read_text().splitlines()]
     train = [r for r in records if "train/loss" in r]
     assert [r["step"] for r in train] == list(range(1, KILL_RUN_STEPS + 1))
