@@ -40,6 +40,8 @@ def run_sweep_command(args: list[str]) -> int:
     minutes = (time.monotonic() - started) / 60
     print(f"report: {report.path}")
     print(f"headline: {report.headline}")
+    for line in report.fits.get("main_figures", ()):  # the study's figures, each naming its measure
+        print(f"  {line}")
     print(f"sweep wall time: {minutes:.1f} min")
     if failed:
         print(f"error: {len(failed)} run(s) did not finish: {', '.join(failed)}", file=sys.stderr)
