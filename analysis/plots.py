@@ -93,7 +93,7 @@ def plot_isoflop(analysis: ScalingAnalysis, path: Path) -> Path | None:
 def plot_scale_accuracy(table: pd.DataFrame, accuracy: dict[str, np.ndarray], path: Path) -> Path | None:
     """Per d: final validation bit accuracy at each scale, one line per model size (its most trained run)."""
     runs = _transformer_runs(table)
-    runs = runs[[accuracy.get(name, np.array([])).size > 0 for name in runs["run"]]]
+    runs = runs.loc[np.array([accuracy.get(name, np.array([])).size > 0 for name in runs["run"]], dtype=bool)]  # an empty list would select columns
     runs = runs.sort_values("images_seen", ascending=False, kind="stable").drop_duplicates(subset=["d", "depth"])
     bits = sorted(runs["d"].dropna().unique())
     if not bits:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig
 
+from data_pipelines.reader import to_model_range
 from infinity_train import exit_codes, geometry
 from infinity_train.config.schema import DataSource, TrainConfig
 from infinity_train.console import setup_logging
@@ -37,7 +39,7 @@ def collect_images(reader: Any, count: int) -> torch.Tensor:
     images: list[torch.Tensor] = []
     total = 0
     for batch in reader:
-        images.append(batch["images"].float())
+        images.append(to_model_range(batch["images"]))
         total += images[-1].shape[0]
         if total >= count:
             break
@@ -51,7 +53,7 @@ def held_out_metrics(tokenizer: PcaTokenizer, batches: Any, resolution: int) -> 
     sums: dict[str, float] = {}
     count = 0
     for batch in batches:
-        images = batch["images"].float()
+        images = to_model_range(batch["images"])
         schedule = geometry.scale_schedule(resolution, batch["h_div_w"])
         latent = tokenizer.encode(images)
         bits = tokenizer.latent_to_bits(latent, schedule)
@@ -76,8 +78,11 @@ def held_out_metrics(tokenizer: PcaTokenizer, batches: Any, resolution: int) -> 
 
 
 def fit_pca_run(cfg: TrainConfig, resolved: DictConfig, world: World) -> int:
-    if world.world_size != 1:
-        raise ValueError("fitting a PCA tokenizer is a single-process job: start it without torchrun")
+    if world.world_size != 1:  # e.g. a sweep's tokenizer job on a multi-node Slurm cluster
+        if not world.is_main:
+            print(f"[rank {world.rank}] a PCA tokenizer is fitted by rank 0 alone: nothing to do here", file=sys.stderr)
+            return exit_codes.OK
+        world = World(0, 0, 1, 1, 0, 1, world.master_addr, world.master_port, "single")  # rank 0 reads every shard
     started = time.perf_counter()
     run_dir = RunDirectory.for_config(resolved).create(resolved)
     setup_logging(run_dir.logs_dir, world.rank)

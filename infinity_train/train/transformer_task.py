@@ -82,6 +82,7 @@ class TransformerTask(Task):
 
     def prepare(self, batch: dict[str, Any], training: bool) -> dict[str, Any]:
         schedule = geometry.scale_schedule(self.cfg.data.resolution, batch["h_div_w"])
+        images = None
         if "latents" in batch:  # a cached batch: F and the caption embeddings were precomputed
             latent = batch["latents"].to(self.device, non_blocking=True).float()
             text = _packed_from_list(batch["text"], self.device)
@@ -99,7 +100,7 @@ class TransformerTask(Task):
             "text_lengths": text.lengths.tolist(),
             "captions": batch.get("captions"),
             "specs": batch.get("specs"),
-            "images": batch.get("images") if not training else None,
+            "images": images if not training and "latents" not in batch else None,  # in [-1, 1], for the decoded-prediction error
         }
 
     def loss(self, unit: str, micro: dict[str, Any], step: int) -> tuple[torch.Tensor, Metrics]:

@@ -156,3 +156,14 @@ def _empty(path):
 def _file(path):
     (path / "taken").write_text("")
     return path / "taken"
+
+
+def test_a_sweep_whose_transformer_runs_never_started_still_gives_a_report(tmp_path):
+    """As a sweep leaves it when its tokenizer jobs fail: tokenizer runs with a config and no metrics, no transformer run."""
+    runs = tmp_path / "sweep"
+    for name in ("d8", "d8_seed1"):
+        (runs / "tokenizers" / name).mkdir(parents=True)
+        (runs / "tokenizers" / name / "config.yaml").write_text(f"task: tokenizer\nname: {name}\ntokenizer:\n  d: 8\n")
+    result = write_report(runs, tmp_path / "report", n_bootstrap=0)
+    assert "not fitted" in result.headline
+    assert (tmp_path / "report" / "report.html").is_file()
