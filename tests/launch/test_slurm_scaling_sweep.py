@@ -21,7 +21,8 @@ def test_scaling_sweep_runs_every_run_as_a_slurm_job(slurm_cluster: TestCluster,
     common = [o for o in tiny_overrides(synthetic_root, root, steps=8, batch=4) if not o.startswith(("schedule.total_steps", "parallel="))]
     overrides = [
         *common,
-        "sweep=cpu_small", "sweep.depths=[1]", "sweep.bits=[8]", "sweep.image_budgets=[16,32]",
+        "sweep=cpu_small", "sweep.depths=[1]", "sweep.bits=[8]", "sweep.image_budgets=[16,32]", "sweep.seeds=1",
+        "sweep.tokenizer=cpu_d16",  # the learned tokenizer: a training job with steps (the PCA fit has none)
         "sweep.tokenizer_overrides=['experiment=tokenizer_cpu','schedule.total_steps=2','schedule.warmup_steps=1','parallel=ddp']",
         "sweep.overrides=['parallel=ddp','schedule.warmup_steps=1','logging.val_every=0','logging.sample_prompts=0']",
         "model.text_encoder.name=tiny-t5", "data.synthetic_val_samples=0",

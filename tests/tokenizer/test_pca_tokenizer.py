@@ -104,3 +104,29 @@ def test_a_missing_fitted_file_is_a_one_line_error(tmp_path, capsys):
     ])  # fmt: skip
     lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
     assert status == 2 and len(lines) == 1 and "does not exist" in lines[0], lines
+
+
+def test_the_fit_run_reads_the_reader_batches_in_model_range(tmp_path):
+    """task=tokenizer tokenizer=pca through the real entry point: the reader's uint8 batches are fitted in
+    [-1, 1] (fitted on 0..255 the held-out PSNR would be near 0 dB), and under a multi-rank launcher rank 0
+    fits alone while the other ranks have nothing to do."""
+    import json
+
+    from infinity_train.distributed import World
+    from infinity_train.train.entry import main
+    from infinity_train.train.pca_fit import fit_pca_run
+
+    overrides = [
+        "task=tokenizer", "tokenizer=pca", "tokenizer.d=8", f"run_dir={tmp_path / 'run'}", f"data.root={tmp_path / 'data'}",
+        "data.synthetic_train_samples=64", "data.synthetic_val_samples=16", "tokenizer.pca.fit_images=64", "logging.wandb=disabled", "device=cpu",
+    ]  # fmt: skip
+    assert main(overrides) == 0
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["d"] == 8 and summary["token_bits"] == 8
+    assert 12.0 < summary["final"]["val/psnr"] < 40.0, summary["final"]
+
+    cfg_overrides = [o.replace(str(tmp_path / "run"), str(tmp_path / "rank1")) for o in overrides] + ["world_size=2", "parallel=ddp"]
+    resolved = load_config(cfg_overrides)
+    rank1 = World(1, 1, 2, 2, 0, 1, "127.0.0.1", 29500, "torchrun")
+    assert fit_pca_run(validate(to_typed(resolved)), resolved, rank1) == 0
+    assert not (tmp_path / "rank1").exists()
