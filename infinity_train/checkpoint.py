@@ -27,7 +27,8 @@ import re
 import shutil
 import time
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -258,18 +259,68 @@ class Checkpointer:
     ) -> None:
         """Write checkpoint ``step`` (in the background with ``async_save``; ``finalize`` completes it). A failed
         write (disk full, a vanished mount) is a ``CheckpointWriteError``: one line, the partial save removed."""
-        try:
-            self._save(step, units, extra_modules, rank_state, meta)
-        except CheckpointWriteError:
-            raise
-        except (OSError, RuntimeError) as error:
-            raise self._write_error(step, error) from None
+        with self._write_errors(step):
+            self.finalize()  # one save in flight at a time
+            final = self.directory / checkpoint_name(step)
+            partial = self.directory / f".{final.name}.partial"
+            if self.world.is_main:
+                if partial.exists():
+                    _remove(partial)
+                (partial / "ranks").mkdir(parents=True)
+            barrier()
+            future = None
+            if any(isinstance(u, DeepSpeedUnit) for u in units):
+                for unit in units:
+                    unit.save(partial)  # type: ignore[attr-defined]
+            else:
+                state = self._state(units, extra_modules)
+                single = not dist.is_initialized()
+                warnings.filterwarnings("ignore", message="torch.distributed is disabled", category=UserWarning)
+                if self.async_save:
+                    future = dcp.async_save(state, checkpoint_id=str(partial / "dcp"), no_dist=single)
+                else:
+                    dcp.save(state, checkpoint_id=str(partial / "dcp"), no_dist=single)
+            crash_point("checkpoint-write")
+            torch.save(dict(rank_state), partial / "ranks" / f"rank{self.world.rank:05d}.pt")
+            full_meta = {"format": FORMAT, "version": VERSION, "step": step, "world_size": self.world.world_size, "time": time.time(), **meta}
+            self._pending = (future, partial, final, full_meta)
+            if future is None:
+                self.finalize()
 
     def finalize(self) -> None:
         """Complete the save in flight: wait for its writes, then (rank 0) meta.json, rename, prune."""
         step = self._pending[3]["step"] if self._pending is not None else None
+        with self._write_errors(step):
+            if self._pending is None:
+                return
+            future, partial, final, meta = self._pending
+            self._pending = None
+            if future is not None:
+                future.result()
+            barrier()
+            if self.world.is_main:
+                meta = {**meta, "files": _file_sizes(partial)}
+                tmp = partial / f".{META_NAME}.tmp"
+                tmp.write_text(json.dumps(meta, indent=2) + "\n")
+                os.replace(tmp, partial / META_NAME)  # written last: the checkpoint is complete from here on
+                crash_point("checkpoint-rename")
+                if final.exists():  # a step saved again after a resume: move the old one aside, never delete it in place
+                    old = self._trash_name(final)
+                    os.replace(final, old)
+                    crash_point("resave")
+                    os.replace(partial, final)
+                    _remove(old)
+                else:
+                    os.replace(partial, final)
+                _fsync_directory(self.directory)
+                self.prune()
+                log.info("checkpoint step %d saved to %s", meta["step"], final)
+            barrier()
+
+    @contextmanager
+    def _write_errors(self, step: int | None) -> Iterator[None]:
         try:
-            self._finalize()
+            yield
         except CheckpointWriteError:
             raise
         except (OSError, RuntimeError) as error:
@@ -290,68 +341,6 @@ class Checkpointer:
             f"{self.directory}: writing {name} failed ({reason}); {free}. The newest complete checkpoint is untouched: "
             "free space (or fix the mount) and restart with resume=auto"
         )
-
-    def _save(
-        self,
-        step: int,
-        units: Sequence[TrainUnit],
-        extra_modules: Mapping[str, nn.Module],
-        rank_state: Mapping[str, Any],
-        meta: Mapping[str, Any],
-    ) -> None:
-        self.finalize()  # one save in flight at a time
-        final = self.directory / checkpoint_name(step)
-        partial = self.directory / f".{final.name}.partial"
-        if self.world.is_main:
-            if partial.exists():
-                _remove(partial)
-            (partial / "ranks").mkdir(parents=True)
-        barrier()
-        future = None
-        if any(isinstance(u, DeepSpeedUnit) for u in units):
-            for unit in units:
-                unit.save(partial)  # type: ignore[attr-defined]
-        else:
-            state = self._state(units, extra_modules)
-            single = not dist.is_initialized()
-            warnings.filterwarnings("ignore", message="torch.distributed is disabled", category=UserWarning)
-            if self.async_save:
-                future = dcp.async_save(state, checkpoint_id=str(partial / "dcp"), no_dist=single)
-            else:
-                dcp.save(state, checkpoint_id=str(partial / "dcp"), no_dist=single)
-        crash_point("checkpoint-write")
-        torch.save(dict(rank_state), partial / "ranks" / f"rank{self.world.rank:05d}.pt")
-        full_meta = {"format": FORMAT, "version": VERSION, "step": step, "world_size": self.world.world_size, "time": time.time(), **meta}
-        self._pending = (future, partial, final, full_meta)
-        if future is None:
-            self.finalize()
-
-    def _finalize(self) -> None:
-        if self._pending is None:
-            return
-        future, partial, final, meta = self._pending
-        self._pending = None
-        if future is not None:
-            future.result()
-        barrier()
-        if self.world.is_main:
-            meta = {**meta, "files": _file_sizes(partial)}
-            tmp = partial / f".{META_NAME}.tmp"
-            tmp.write_text(json.dumps(meta, indent=2) + "\n")
-            os.replace(tmp, partial / META_NAME)  # written last: the checkpoint is complete from here on
-            crash_point("checkpoint-rename")
-            if final.exists():  # a step saved again after a resume: move the old one aside, never delete it in place
-                old = self._trash_name(final)
-                os.replace(final, old)
-                crash_point("resave")
-                os.replace(partial, final)
-                _remove(old)
-            else:
-                os.replace(partial, final)
-            _fsync_directory(self.directory)
-            self.prune()
-            log.info("checkpoint step %d saved to %s", meta["step"], final)
-        barrier()
 
     def prune(self) -> None:
         """Remove checkpoints outside the keep policy: each is first renamed to a hidden trash name (atomic, so it
