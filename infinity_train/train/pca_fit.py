@@ -24,7 +24,7 @@ from data_pipelines.reader import to_model_range
 from infinity_train import exit_codes, geometry
 from infinity_train.config.schema import DataSource, TrainConfig
 from infinity_train.console import setup_logging
-from infinity_train.distributed import World
+from infinity_train.distributed import World, detect_world
 from infinity_train.run_dir import MetricsFile, RunDirectory, _atomic_write, _json_safe
 from infinity_train.tokenizer.image_metrics import psnr, ssim
 from infinity_train.tokenizer.pca_tokenizer import PcaTokenizer
@@ -82,7 +82,7 @@ def fit_pca_run(cfg: TrainConfig, resolved: DictConfig, world: World) -> int:
         if not world.is_main:
             print(f"[rank {world.rank}] a PCA tokenizer is fitted by rank 0 alone: nothing to do here", file=sys.stderr)
             return exit_codes.OK
-        world = World(0, 0, 1, 1, 0, 1, world.master_addr, world.master_port, "single")  # rank 0 reads every shard
+        world = detect_world({})  # a single process: rank 0 reads every shard
     started = time.perf_counter()
     run_dir = RunDirectory.for_config(resolved).create(resolved)
     setup_logging(run_dir.logs_dir, world.rank)

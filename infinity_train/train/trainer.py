@@ -84,6 +84,7 @@ class Trainer:
 
         torch.manual_seed(cfg.seed)  # the same initial weights on every rank (FSDP shards each rank's own copy)
         self.task = build_task(cfg, self.device, self.bf16)
+        self.fingerprint = json.loads(json.dumps(self.task.fingerprint()))  # as it reads back from meta.json
         skipped: list[str] = []  # damaged checkpoints resume=auto stepped over, for the run's log
         self.resume_path = agree_on_resume(cfg.resume, self.run_dir.checkpoints_dir, world, skipped)
         initial_weights = None
@@ -106,7 +107,6 @@ class Trainer:
             for name, module in self.task.trained_modules().items()
         }
         self.task.attach(self.units)
-        self.fingerprint = json.loads(json.dumps(self.task.fingerprint()))
 
         if cfg.data.source.value == "synthetic":
             prepare_synthetic(cfg.data, world)
@@ -143,7 +143,7 @@ class Trainer:
         if path is None:
             return
         meta = verify_checkpoint(path)
-        check_fingerprint(meta.get("fingerprint", {}), json.loads(json.dumps(self.task.fingerprint())), path)
+        check_fingerprint(meta.get("fingerprint", {}), self.fingerprint, path)
 
     def _restore(self) -> None:
         path, fresh_branch = self._start_checkpoint()
@@ -266,14 +266,13 @@ class Trainer:
     def _check_weights_finite(self) -> None:
         """Every rank's (shard of the) trained weights finite, or NonFiniteError: an update with finite gradients
         can still overflow the weights (e.g. a huge learning rate), and that state must not become a checkpoint."""
-        bad = 0
+        bad = torch.zeros(1, device=self.device)
         with torch.no_grad():
             for unit in self.units.values():
                 for param in unit.model.parameters():  # type: ignore[attr-defined]
                     local = param.to_local() if hasattr(param, "to_local") else param
-                    if local.numel() and not bool(torch.isfinite(local).all()):
-                        bad += 1
-        bad_total = int(all_reduce_sum(torch.tensor([float(bad)], device=self.device)).item())
+                    bad += (~torch.isfinite(local)).any().to(bad.device, bad.dtype)  # no host sync per tensor
+        bad_total = int(all_reduce_sum(bad).item())
         if bad_total:
             raise NonFiniteError(
                 f"the weights are non-finite after the update of step {self.state.step} ({bad_total} tensors); not checkpointed, "

@@ -163,7 +163,7 @@ class TransformerTask(Task):
           probabilities, so it rewards calibrated confidence and not only the most likely sign;
         * ``tokenizer``: the true bits decoded (the ceiling a perfect model reaches)."""
         from infinity_train.tokenizer.image_metrics import psnr
-        from infinity_train.tokenizer.quantizer import RunningSum
+        from infinity_train.tokenizer.quantizer import bits_to_latent
 
         probability = logits.float().softmax(-1)[..., 1]  # (B, L, d): P(bit = 1)
         predicted = probability > 0.5
@@ -175,11 +175,7 @@ class TransformerTask(Task):
             expected_scales.append(codes.transpose(1, 2).reshape(codes.shape[0], codes.shape[-1], h, w))
             offset += h * w
         decoded = self.tokenizer.bits_to_image(bits_scales, schedule).float()
-        latent_schedule = self.tokenizer.latent_schedule(schedule)
-        running = RunningSum(expected_scales[0].new_zeros((images.shape[0], self.tokenizer.d, *latent_schedule[-1])))
-        for codes in expected_scales:
-            running.add(codes)
-        expected = self.tokenizer.decode(running.total).float()
+        expected = self.tokenizer.decode(bits_to_latent(expected_scales, schedule)).float()  # float codes: summed as they are
         reconstructed = self.tokenizer.bits_to_image(labels, schedule).float()
         return {
             "decoded_images": torch.tensor(float(images.shape[0])),
