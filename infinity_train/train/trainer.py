@@ -21,7 +21,16 @@ import torch
 from omegaconf import DictConfig
 
 from infinity_train import exit_codes
-from infinity_train.checkpoint import Checkpointer, agree_on_resume, export_safetensors, rng_state, set_rng_state
+from infinity_train.checkpoint import (
+    Checkpointer,
+    agree_on_resume,
+    check_fingerprint,
+    export_safetensors,
+    read_meta,
+    rng_state,
+    set_rng_state,
+    verify_checkpoint,
+)
 from infinity_train.config.schema import Precision, Task as TaskName, TrainConfig
 from infinity_train.console import setup_logging
 from infinity_train.distributed import World, all_reduce_sum, barrier, init_process_group, select_device
@@ -136,13 +145,12 @@ class Trainer:
         return None, False
 
     def _check_start_checkpoint(self) -> None:
-        """Verify the checkpoint to start from (whole, safe to read, of this model) before anything is written."""
-        from infinity_train.checkpoint import check_fingerprint, verify_checkpoint
-
-        path, _ = self._start_checkpoint()
+        """Check the checkpoint to start from (whole, safe to read, of this model) before anything is written. A resume
+        path was verified already, by rank 0 in ``agree_on_resume``; a branch's ``init_from`` is verified here."""
+        path, branch = self._start_checkpoint()
         if path is None:
             return
-        meta = verify_checkpoint(path)
+        meta = verify_checkpoint(path) if branch else read_meta(path)
         check_fingerprint(meta.get("fingerprint", {}), self.fingerprint, path)
 
     def _restore(self) -> None:
