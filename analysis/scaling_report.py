@@ -15,6 +15,7 @@ import json
 import re
 import shutil
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -270,16 +271,21 @@ def _tokenizer_body(tokenizers: pd.DataFrame) -> str:
     return body
 
 
-def tokenizer_table(runs: list[RunData], table: pd.DataFrame) -> pd.DataFrame:
+def _runs_of_task(runs: list[RunData], table: pd.DataFrame, task: str) -> Iterator[tuple[RunData, pd.Series]]:
+    """Each run of ``task`` with its row of the results index."""
     rows = table.set_index("run")
-    out = []
     for run in runs:
-        if run.name not in rows.index or rows.at[run.name, "task"] != "tokenizer":
-            continue
+        if run.name in rows.index and rows.at[run.name, "task"] == task:
+            yield run, rows.loc[run.name]
+
+
+def tokenizer_table(runs: list[RunData], table: pd.DataFrame) -> pd.DataFrame:
+    out = []
+    for run, index_row in _runs_of_task(runs, table, "tokenizer"):
         final = (run.summary or {}).get("final") or {}
         row = {
-            "run": run.name, "d": rows.at[run.name, "d"], "seed": rows.at[run.name, "seed"], "kind": rows.at[run.name, "tokenizer_kind"],
-            "source": rows.at[run.name, "tokenizer_source"], "psnr": rows.at[run.name, "psnr"],
+            "run": run.name, "d": index_row["d"], "seed": index_row["seed"], "kind": index_row["tokenizer_kind"],
+            "source": index_row["tokenizer_source"], "psnr": index_row["psnr"],
         }  # fmt: skip
         row |= {f"psnr_scales_{k.rsplit('/', 1)[1]}": float(v) for k, v in sorted(final.items()) if k.startswith("val/psnr_scales/")}
         if "val/parent_bit_dependence" in final:
@@ -307,15 +313,12 @@ def tokenizer_spread(tokenizers: pd.DataFrame) -> pd.DataFrame:
 
 def scale_accuracy_table(runs: list[RunData], table: pd.DataFrame) -> pd.DataFrame:
     """Per transformer run: final validation bit accuracy of every scale."""
-    rows = table.set_index("run")
     out = []
-    for run in runs:
-        if run.name not in rows.index or rows.at[run.name, "task"] != "transformer":
-            continue
+    for run, index_row in _runs_of_task(runs, table, "transformer"):
         accuracy = scale_accuracy(run)
         if accuracy.size == 0:
             continue
-        out.append({"run": run.name, "d": rows.at[run.name, "d"], "depth": rows.at[run.name, "depth"], "seed": rows.at[run.name, "seed"],
+        out.append({"run": run.name, "d": index_row["d"], "depth": index_row["depth"], "seed": index_row["seed"],
                     **{f"scale_{k + 1}": float(v) for k, v in enumerate(accuracy)}})
     return pd.DataFrame(out)
 
