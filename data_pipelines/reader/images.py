@@ -4,7 +4,7 @@ JPEGs are decoded by libjpeg-turbo through ``simplejpeg`` at 1/2, 1/4 or 1/8 sca
 when the target is that much smaller: the scale Pillow's draft mode (``Image.draft``) picks, and
 the same pixels, bit for bit; simplejpeg skips Pillow's file object and mode handling. Draft mode
 is a few levels from a full decode on average (``PIXEL_TOLERANCE``, checked by
-tests/data/test_reader_pixels.py and printed by benchmarks/data_throughput.py). libjpeg-turbo's
+tests/data_pipelines/test_reader_pixels.py and printed by benchmarks/data_throughput.py). libjpeg-turbo's
 other M/8 scales (7/8 .. 3/8) would be ~17% faster on these sources but are further from the full
 decode (NOTES.md). A JPEG simplejpeg refuses (CMYK, recoverable damage) goes through Pillow's
 draft mode instead, the path of every PNG and WebP. The crop is folded into the
