@@ -13,18 +13,10 @@ from typing import Any, Sequence
 import torch
 import torch.nn as nn
 
-from infinity_train.geometry import PATCH_PIXELS, PATCHIFY_FACTOR, bits_per_token, check_d, latent_schedule
-from infinity_train.tokenizer.autoencoder import Decoder, Encoder, check_image
-from infinity_train.tokenizer.ops import patchify_bits, unpatchify_bits
-from infinity_train.tokenizer.quantizer import (
-    MultiScaleBSQ,
-    QuantizerOutput,
-    Schedule,
-    bits_to_latent,
-    check_schedule,
-    encode_bits,
-    schedule_for_grid,
-)
+from infinity_train.geometry import check_d
+from infinity_train.tokenizer.autoencoder import Decoder, Encoder
+from infinity_train.tokenizer.quantizer import MultiScaleBSQ, QuantizerOutput, Schedule
+from infinity_train.tokenizer.token_bits import TokenBits
 
 REG_VARIANT = {"drop_trailing_prob": 0.1, "num_partial_scales": 1}
 """Quantizer settings of the "reg" variant: how often trailing scales are dropped, and how many
@@ -63,7 +55,7 @@ class TokenizerOutput:
     """Scale index k -> decoded partial sum of scales 0..k (reg variant)."""
 
 
-class BitwiseTokenizer(nn.Module):
+class BitwiseTokenizer(TokenBits, nn.Module):
     kind = "bsq"  # tokenizer.kind of the learned CNN autoencoder (the other kind: pca_tokenizer.PcaTokenizer)
 
     def __init__(
@@ -125,27 +117,6 @@ class BitwiseTokenizer(nn.Module):
         """Pixels per latent position."""
         return self.encoder.stride
 
-    @property
-    def token_dim(self) -> int:
-        """Bits per token the transformer predicts: d, or 4d with patchify."""
-        return bits_per_token(self.d, self.patchify)
-
-    def latent_schedule(self, token_schedule: Schedule) -> tuple[tuple[int, int], ...]:
-        return latent_schedule(token_schedule, self.patchify)
-
-    def token_schedule_for(self, image: torch.Tensor) -> tuple[tuple[int, int], ...]:
-        """The published schedule whose last grid covers this image (clear error if none)."""
-        check_image(image, PATCH_PIXELS)
-        return schedule_for_grid((image.shape[-2] // PATCH_PIXELS, image.shape[-1] // PATCH_PIXELS))
-
-    def _latent_schedule_for(self, latent: torch.Tensor, token_schedule: Schedule | None) -> tuple[tuple[int, int], ...]:
-        if token_schedule is None:
-            factor = PATCHIFY_FACTOR if self.patchify else 1
-            if latent.shape[-2] % factor or latent.shape[-1] % factor:
-                raise ValueError(f"a patchified latent grid must be even, got {tuple(latent.shape[-2:])}")
-            token_schedule = schedule_for_grid((latent.shape[-2] // factor, latent.shape[-1] // factor))
-        return check_schedule(self.latent_schedule(token_schedule), latent.shape[-2:])
-
     # ------------------------------------------------------------ image <-> latent
 
     def encode(self, image: torch.Tensor) -> torch.Tensor:
@@ -158,30 +129,6 @@ class BitwiseTokenizer(nn.Module):
         return self.decoder(latent).clamp(-1.0, 1.0)
 
     latent_to_image = decode
-
-    # ------------------------------------------------------------ bits
-
-    def latent_to_bits(self, latent: torch.Tensor, token_schedule: Schedule | None = None) -> list[torch.Tensor]:
-        """Per-scale token bits (B, h_k, w_k, token_dim) bool."""
-        bits = encode_bits(latent, self._latent_schedule_for(latent, token_schedule))
-        return [patchify_bits(b) for b in bits] if self.patchify else bits
-
-    @torch.no_grad()
-    def image_to_bits(self, image: torch.Tensor, token_schedule: Schedule | None = None) -> list[torch.Tensor]:
-        return self.latent_to_bits(self.encode(image), token_schedule)
-
-    def bits_to_latent(self, token_bits: Sequence[torch.Tensor], token_schedule: Schedule) -> torch.Tensor:
-        """Sum of upsampled codes (B, d, H, W) of per-scale token bits (a prefix of the schedule is allowed)."""
-        bits = [unpatchify_bits(b) for b in token_bits] if self.patchify else list(token_bits)
-        for k, b in enumerate(bits):
-            if b.shape[-1] != self.d:
-                raise ValueError(f"scale {k}: bits have {b.shape[-1]} channels, this tokenizer has d={self.d}")
-        latent_schedule = self.latent_schedule(token_schedule)
-        return bits_to_latent(bits, latent_schedule, latent_schedule[-1])
-
-    @torch.no_grad()
-    def bits_to_image(self, token_bits: Sequence[torch.Tensor], token_schedule: Schedule) -> torch.Tensor:
-        return self.decode(self.bits_to_latent(token_bits, token_schedule))
 
     # ------------------------------------------------------------ training
 

@@ -31,8 +31,7 @@ import torch.nn.functional as F
 
 from infinity_train.geometry import PATCH_PIXELS, Schedule, check_d
 from infinity_train.tokenizer.autoencoder import check_image
-from infinity_train.geometry import Schedule
-from infinity_train.tokenizer.quantizer import bits_to_latent, check_schedule, encode_bits, schedule_for_grid
+from infinity_train.tokenizer.token_bits import TokenBits
 
 LATENT_RMS_FACTOR = 2.0
 """Per-channel rms of the latent, in units of 1/sqrt(d) (one code step)."""
@@ -54,7 +53,7 @@ def patches_to_image(patches: torch.Tensor, grid: Sequence[int]) -> torch.Tensor
     return F.fold(patches.transpose(1, 2), output_size=(h * PATCH_PIXELS, w * PATCH_PIXELS), kernel_size=PATCH_PIXELS, stride=PATCH_PIXELS)
 
 
-class PcaTokenizer(nn.Module):
+class PcaTokenizer(TokenBits, nn.Module):
     """Same interface as :class:`BitwiseTokenizer` for everything a transformer run, sampling and
     evaluation use (encode, decode, bits, schedules); it is fitted, not trained (:meth:`fit`)."""
 
@@ -94,7 +93,7 @@ class PcaTokenizer(nn.Module):
 
         # Decoder: least squares from the quantized latent (all scales summed) to the patch pixels.
         latent = self.encode(images)
-        quantized = self.bits_to_latent(self.latent_to_bits(latent, token_schedule), self._token_schedule(latent, token_schedule))
+        quantized = self.bits_to_latent(self.latent_to_bits(latent, token_schedule), self._latent_schedule_for(latent, token_schedule))
         q = quantized.permute(0, 2, 3, 1).reshape(-1, self.d).double()
         design = torch.cat([q, torch.ones(q.shape[0], 1, dtype=q.dtype)], dim=1)
         normal = design.T @ design
@@ -119,22 +118,6 @@ class PcaTokenizer(nn.Module):
     def stride(self) -> int:
         return PATCH_PIXELS
 
-    @property
-    def token_dim(self) -> int:
-        return self.d
-
-    def latent_schedule(self, token_schedule: Schedule) -> tuple[tuple[int, int], ...]:
-        return tuple((int(h), int(w)) for h, w in token_schedule)
-
-    def token_schedule_for(self, image: torch.Tensor) -> tuple[tuple[int, int], ...]:
-        check_image(image, PATCH_PIXELS)
-        return schedule_for_grid((image.shape[-2] // PATCH_PIXELS, image.shape[-1] // PATCH_PIXELS))
-
-    def _token_schedule(self, latent: torch.Tensor, token_schedule: Schedule | None) -> tuple[tuple[int, int], ...]:
-        if token_schedule is None:
-            token_schedule = schedule_for_grid(tuple(latent.shape[-2:]))
-        return check_schedule(token_schedule, latent.shape[-2:])
-
     # ------------------------------------------------------------ image <-> latent
 
     def encode(self, image: torch.Tensor) -> torch.Tensor:
@@ -154,26 +137,6 @@ class PcaTokenizer(nn.Module):
         return patches_to_image(patches, latent.shape[-2:]).clamp(-1.0, 1.0)
 
     latent_to_image = decode
-
-    # ------------------------------------------------------------ bits
-
-    def latent_to_bits(self, latent: torch.Tensor, token_schedule: Schedule | None = None) -> list[torch.Tensor]:
-        return encode_bits(latent, self._token_schedule(latent, token_schedule))
-
-    @torch.no_grad()
-    def image_to_bits(self, image: torch.Tensor, token_schedule: Schedule | None = None) -> list[torch.Tensor]:
-        return self.latent_to_bits(self.encode(image), token_schedule)
-
-    def bits_to_latent(self, token_bits: Sequence[torch.Tensor], token_schedule: Schedule) -> torch.Tensor:
-        for k, b in enumerate(token_bits):
-            if b.shape[-1] != self.d:
-                raise ValueError(f"scale {k}: bits have {b.shape[-1]} channels, this tokenizer has d={self.d}")
-        schedule = self.latent_schedule(token_schedule)
-        return bits_to_latent(list(token_bits), schedule, schedule[-1])
-
-    @torch.no_grad()
-    def bits_to_image(self, token_bits: Sequence[torch.Tensor], token_schedule: Schedule) -> torch.Tensor:
-        return self.decode(self.bits_to_latent(token_bits, token_schedule))
 
     # ------------------------------------------------------------ files
 
