@@ -7,9 +7,7 @@ from __future__ import annotations
 import json
 import math
 import pickle
-import signal
 from collections import Counter
-from contextlib import contextmanager
 from itertools import islice
 
 import numpy as np
@@ -26,22 +24,9 @@ from infinity_train.text.packed import pack_embeddings
 from infinity_train.geometry import scale_schedule
 from infinity_train.tokenizer import flatten_bits, teacher_forcing_inputs
 from infinity_train.train.self_correction import bitwise_self_correction
+from reader_deadline import deadline
 
 SETTINGS = dict(resolution=RESOLUTION, batch_size_per_rank=4, seed=3, shuffle_buffer=8, short_caption_prob=0.5)
-
-
-@contextmanager
-def deadline(seconds: int):
-    def expired(signum, frame):
-        raise TimeoutError(f"reader did not finish within {seconds} s")
-
-    previous = signal.signal(signal.SIGALRM, expired)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 def tiny_transformer(text_dim: int) -> InfinityTransformer:

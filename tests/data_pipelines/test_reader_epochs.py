@@ -3,33 +3,16 @@ shard specifications (directory, brace pattern, pipe:); too few shards; resample
 
 from __future__ import annotations
 
-import signal
 from collections import Counter
-from contextlib import contextmanager
 
 import pytest
 
 from data_pipelines.reader import build_reader
 from data_pipelines.reader.example_shards import write_example_shards
+from reader_deadline import deadline
 
 NUM_SAMPLES = 150
 SIZES = [(48, 36), (36, 48), (40, 40), (64, 24)]  # h/w 0.75, 1.333, 1.0, 0.375 -> four templates
-
-
-@contextmanager
-def deadline(seconds: int):
-    """Fail instead of hanging: SIGALRM interrupts the main process even while it waits on workers."""
-
-    def expired(signum, frame):
-        raise TimeoutError(f"reader did not finish within {seconds} s")
-
-    previous = signal.signal(signal.SIGALRM, expired)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 @pytest.fixture(scope="module")
